@@ -1,0 +1,5 @@
+"""Bundled offline tasks and the registry users extend (`register_task`)."""
+
+from lrkit.tasks.registry import Task, TaskData, accuracy, available_tasks, get_task, register_task
+
+__all__ = ["Task", "TaskData", "accuracy", "available_tasks", "get_task", "register_task"]
