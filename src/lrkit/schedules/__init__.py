@@ -1,0 +1,78 @@
+"""Learning-rate schedules as pure, torch-free functions of the step.
+
+Every schedule is a frozen dataclass: ``sched(step) -> lr`` for a scalar step (a float) or a
+numpy array of steps (an array), validated at construction, serialisable with
+``to_dict``/``from_dict`` and as a textual spec (``to_spec``/`parse`). The lower-case names
+are the public constructors; their parameters follow the framework that made each formula
+known (PyTorch, TensorFlow/Keras, the original papers).
+"""
+
+from lrkit.schedules.base import Schedule, registered_names
+from lrkit.schedules.combinators import (
+    Clip,
+    FromFunction,
+    InEpochs,
+    Join,
+    Scale,
+    Warmup,
+    register_function,
+)
+from lrkit.schedules.cosine import SGDR, Cosine, LinearCosine, NoisyLinearCosine
+from lrkit.schedules.cyclic import (
+    ExpRange,
+    OneCycle,
+    OneCycleMomentum,
+    SlantedTriangular,
+    Triangular,
+    Triangular2,
+)
+from lrkit.schedules.decay import (
+    Constant,
+    Exponential,
+    InverseTime,
+    MultiStepDecay,
+    NaturalExp,
+    Piecewise,
+    Polynomial,
+    StepDecay,
+)
+from lrkit.schedules.spec import parse
+from lrkit.schedules.transformer import WSD, InverseSqrt
+
+from_dict = Schedule.from_dict
+
+constant = Constant
+step = StepDecay
+multistep = MultiStepDecay
+piecewise = Piecewise
+exponential = Exponential
+natural_exp = NaturalExp
+inverse_time = InverseTime
+polynomial = Polynomial
+cosine = Cosine
+linear_cosine = LinearCosine
+noisy_linear_cosine = NoisyLinearCosine
+sgdr = SGDR
+triangular = Triangular
+triangular2 = Triangular2
+exp_range = ExpRange
+one_cycle = OneCycle
+one_cycle_momentum = OneCycleMomentum
+slanted_triangular = SlantedTriangular
+inverse_sqrt = InverseSqrt
+wsd = WSD
+warmup = Warmup
+join = Join
+scale = Scale
+clip = Clip
+in_epochs = InEpochs
+from_function = FromFunction
+lambda_ = FromFunction
+
+__all__ = [
+    "Schedule", "parse", "from_dict", "registered_names", "register_function",
+    "constant", "step", "multistep", "piecewise", "exponential", "natural_exp", "inverse_time",
+    "polynomial", "cosine", "linear_cosine", "noisy_linear_cosine", "sgdr", "triangular",
+    "triangular2", "exp_range", "one_cycle", "one_cycle_momentum", "slanted_triangular",
+    "inverse_sqrt", "wsd", "warmup", "join", "scale", "clip", "in_epochs", "from_function", "lambda_",
+]

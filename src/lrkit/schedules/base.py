@@ -1,0 +1,205 @@
+"""The `Schedule` base class, its registry, and argument validation.
+
+A schedule is a frozen dataclass and a pure function of the step: ``sched(step) -> lr``.
+``step`` counts optimizer updates from 0 (update ``k`` uses ``sched(k)``); it may be a
+scalar (a ``float`` comes back) or a numpy array (an array comes back).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from numbers import Real
+from typing import Any, ClassVar, Iterable
+
+import numpy as np
+
+_REGISTRY: dict[str, type["Schedule"]] = {}
+
+
+def register(name: str):
+    """Class decorator: make a schedule known to `from_dict` and the spec parser as `name`."""
+
+    def decorate(cls: type[Schedule]) -> type[Schedule]:
+        if name in _REGISTRY:
+            raise ValueError(f"schedule name {name!r} is already registered")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def registered_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def schedule_class(name: str) -> type["Schedule"]:
+    """The class registered as `name`; ValueError (listing the known names) otherwise."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown schedule {name!r}; known: {', '.join(registered_names())}") from None
+
+
+class Schedule:
+    """Base class: subclasses are frozen dataclasses that implement ``_lr(t)``.
+
+    ``_lr`` receives a float64 array of validated steps (any shape) and returns an array of
+    the same shape. Everything else (scalar/array handling, serialisation) lives here.
+    """
+
+    name: ClassVar[str] = ""
+    #: whether values may be evaluated ahead in blocks (False for user functions, which
+    #: might not accept steps beyond the ones actually used).
+    cacheable: ClassVar[bool] = True
+
+    def __call__(self, step: Any) -> Any:
+        t = as_steps(step)
+        values = np.asarray(self._lr(t), dtype=np.float64)
+        return float(values) if values.ndim == 0 else values
+
+    def _lr(self, t: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- serialisation -------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict ``{"name": ..., <parameters>}``; nested schedules nest."""
+        return {"name": self.name, **{f.name: _encode(getattr(self, f.name)) for f in fields(self)}}
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> "Schedule":
+        """Rebuild a schedule from `to_dict` output (only registered names are accepted)."""
+        if not isinstance(data, dict) or "name" not in data:
+            raise ValueError(f"a schedule dict needs a 'name' key, got {data!r}")
+        params = {key: _decode(value) for key, value in data.items() if key != "name"}
+        return build(data["name"], **params)
+
+    def to_spec(self) -> str:
+        """The textual spec, e.g. ``cosine(lr=0.1, decay_steps=1000, alpha=0.0)``."""
+        args = ", ".join(f"{f.name}={_spec_value(getattr(self, f.name))}" for f in fields(self))
+        return f"{self.name}({args})"
+
+    def __str__(self) -> str:
+        return self.to_spec()
+
+
+def build(name: str, *args: Any, **kwargs: Any) -> Schedule:
+    """Construct the schedule registered as `name`; wrong arguments raise ValueError."""
+    cls = schedule_class(name)
+    try:
+        return cls(*args, **kwargs)
+    except TypeError as err:  # unknown/missing keyword: say it as a ValueError
+        raise ValueError(f"{name}: {err}".replace(f"{cls.__name__}.__init__() ", "")) from None
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, Schedule):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        return Schedule.from_dict(value)
+    if isinstance(value, list):
+        return tuple(_decode(v) for v in value)
+    return value
+
+
+def _spec_value(value: Any) -> str:
+    if isinstance(value, Schedule):
+        return value.to_spec()
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_spec_value(v) for v in value) + "]"
+    return repr(value)
+
+
+# -- steps ---------------------------------------------------------------------------
+def as_steps(step: Any) -> np.ndarray:
+    """Validate steps (finite, >= 0, numeric) and return them as a float64 array."""
+    if isinstance(step, (str, bytes)) or step is None:
+        raise ValueError(f"step must be a number or an array of numbers, got {step!r}")
+    try:
+        t = np.asarray(step, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"step must be a number or an array of numbers, got {step!r}") from None
+    if not np.all(np.isfinite(t)) or np.any(t < 0):
+        raise ValueError(f"step must be finite and >= 0, got {step!r}")
+    return t
+
+
+# -- argument validation (every message names owner, parameter, value and what is allowed)
+def real(owner: str, name: str, value: Any) -> float:
+    """A finite real number (bools and strings are refused)."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise ValueError(f"{owner}: {name} must be a finite number, got {value!r}")
+    return value
+
+
+def positive(owner: str, name: str, value: Any) -> float:
+    if real(owner, name, value) <= 0:
+        raise ValueError(f"{owner}: {name} must be > 0, got {value!r}")
+    return value
+
+
+def non_negative(owner: str, name: str, value: Any) -> float:
+    if real(owner, name, value) < 0:
+        raise ValueError(f"{owner}: {name} must be >= 0, got {value!r}")
+    return value
+
+
+def in_range(owner: str, name: str, value: Any, low: float, high: float, *, open_low: bool = False,
+             open_high: bool = False) -> float:
+    """`value` within [low, high]; `open_low`/`open_high` exclude an end."""
+    real(owner, name, value)
+    below = value <= low if open_low else value < low
+    above = value >= high if open_high else value > high
+    if below or above:
+        interval = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+        raise ValueError(f"{owner}: {name} must be in {interval}, got {value!r}")
+    return value
+
+
+def integer(owner: str, name: str, value: Any, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def flag(owner: str, name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{owner}: {name} must be True or False, got {value!r}")
+    return value
+
+
+def choice(owner: str, name: str, value: Any, allowed: Iterable[str]) -> str:
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ValueError(f"{owner}: {name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return value
+
+
+def schedule_arg(owner: str, name: str, value: Any) -> "Schedule":
+    if not isinstance(value, Schedule):
+        raise ValueError(f"{owner}: {name} must be a schedule, got {value!r}")
+    return value
+
+
+def real_sequence(owner: str, name: str, value: Any) -> tuple:
+    """A non-empty list/tuple of finite numbers, returned as a tuple."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, np.ndarray)) or len(value) == 0:
+        raise ValueError(f"{owner}: {name} must be a non-empty list of numbers, got {value!r}")
+    for item in value:
+        real(owner, f"each of {name}", item)
+    return tuple(value)
+
+
+def increasing(owner: str, name: str, values: tuple, *, strict: bool) -> tuple:
+    pairs = zip(values, values[1:])
+    if any((b <= a) if strict else (b < a) for a, b in pairs):
+        kind = "strictly increasing" if strict else "non-decreasing"
+        raise ValueError(f"{owner}: {name} must be {kind}, got {list(values)!r}")
+    return values

@@ -1,0 +1,247 @@
+"""Schedules built from schedules: warmup, join, scale, clip, epoch units and user functions.
+
+Children see local time: a schedule joined at boundary ``b`` is evaluated at ``t - b``
+(optax ``join_schedules``), and the schedule after a warmup starts at its own step 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from lrkit.schedules.base import (
+    Schedule,
+    choice,
+    increasing,
+    non_negative,
+    positive,
+    real_sequence,
+    register,
+    schedule_arg,
+)
+
+
+@register("warmup")
+@dataclass(frozen=True)
+class Warmup(Schedule):
+    """Ramp from `start_lr` to ``schedule(0)`` over `steps`, then run `schedule` from its step 0
+    (Goyal et al. 2017, "Accurate, Large Minibatch SGD", §2.2 gradual warmup).
+
+    With ``f = t / steps`` and ``peak = schedule(0)``, for ``t < steps``:
+    linear ``start + (peak - start) * f``; exponential ``start * (peak / start) ** f``;
+    cosine ``start + (peak - start) * 0.5 * (1 - cos(pi * f))``. For ``t >= steps``:
+    ``schedule(t - steps)``.
+    """
+
+    schedule: Schedule
+    steps: float
+    start_lr: float = 0.0
+    mode: str = "linear"
+
+    def __post_init__(self) -> None:
+        schedule_arg("warmup", "schedule", self.schedule)
+        non_negative("warmup", "steps", self.steps)
+        non_negative("warmup", "start_lr", self.start_lr)
+        choice("warmup", "mode", self.mode, ("linear", "exponential", "cosine"))
+        if self.mode == "exponential" and self.start_lr == 0:
+            raise ValueError("warmup: start_lr must be > 0 for mode='exponential', got 0")
+
+    @property
+    def cacheable(self) -> bool:
+        return self.schedule.cacheable
+
+    def _ramp(self, fraction: np.ndarray) -> np.ndarray:
+        start, peak = self.start_lr, self.schedule(0)
+        if self.mode == "linear":
+            return start + (peak - start) * fraction
+        if self.mode == "exponential":
+            return start * (peak / start) ** fraction
+        return start + (peak - start) * 0.5 * (1.0 - np.cos(np.pi * fraction))
+
+    def _lr(self, t: np.ndarray) -> np.ndarray:
+        after = self.schedule._lr(np.maximum(t - self.steps, 0.0))
+        if self.steps == 0:
+            return after
+        return np.where(t < self.steps, self._ramp(t / self.steps), after)
+
+
+@register("join")
+@dataclass(frozen=True)
+class Join(Schedule):
+    """Run ``schedules[i]`` from ``boundaries[i-1]`` on, in its local time
+    (optax ``join_schedules``): ``lr_t = schedules[i](t - boundaries[i-1])`` for
+    ``boundaries[i-1] <= t < boundaries[i]``.
+    """
+
+    schedules: tuple[Schedule, ...]
+    boundaries: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.schedules, (list, tuple)) or len(self.schedules) < 2:
+            raise ValueError(f"join: schedules must be a list of at least 2 schedules, got {self.schedules!r}")
+        for child in self.schedules:
+            schedule_arg("join", "each of schedules", child)
+        boundaries = increasing("join", "boundaries",
+                                real_sequence("join", "boundaries", self.boundaries), strict=True)
+        if len(boundaries) != len(self.schedules) - 1:
+            raise ValueError(f"join: boundaries needs len(schedules) - 1 = {len(self.schedules) - 1} "
+                             f"entries, got {len(boundaries)}")
+        if boundaries[0] <= 0:
+            raise ValueError(f"join: boundaries must be > 0, got {list(boundaries)!r}")
+        object.__setattr__(self, "schedules", tuple(self.schedules))
+        object.__setattr__(self, "boundaries", boundaries)
+
+    @property
+    def cacheable(self) -> bool:
+        return all(child.cacheable for child in self.schedules)
+
+    def _lr(self, t: np.ndarray) -> np.ndarray:
+        out = self.schedules[0]._lr(t)
+        for boundary, child in zip(self.boundaries, self.schedules[1:]):
+            out = np.where(t < boundary, out, child._lr(np.maximum(t - boundary, 0.0)))
+        return out
+
+
+@register("scale")
+@dataclass(frozen=True)
+class Scale(Schedule):
+    """``lr_t = factor * schedule(t)``."""
+
+    schedule: Schedule
+    factor: float
+
+    def __post_init__(self) -> None:
+        schedule_arg("scale", "schedule", self.schedule)
+        non_negative("scale", "factor", self.factor)
+
+    @property
+    def cacheable(self) -> bool:
+        return self.schedule.cacheable
+
+    def _lr(self, t: np.ndarray) -> np.ndarray:
+        return self.factor * self.schedule._lr(t)
+
+
+@register("clip")
+@dataclass(frozen=True)
+class Clip(Schedule):
+    """``lr_t = min(max(schedule(t), min_lr), max_lr)`` (no upper bound if `max_lr` is None)."""
+
+    schedule: Schedule
+    min_lr: float = 0.0
+    max_lr: float | None = None
+
+    def __post_init__(self) -> None:
+        schedule_arg("clip", "schedule", self.schedule)
+        non_negative("clip", "min_lr", self.min_lr)
+        if self.max_lr is not None and non_negative("clip", "max_lr", self.max_lr) < self.min_lr:
+            raise ValueError(f"clip: max_lr must be >= min_lr={self.min_lr!r}, got {self.max_lr!r}")
+
+    @property
+    def cacheable(self) -> bool:
+        return self.schedule.cacheable
+
+    def _lr(self, t: np.ndarray) -> np.ndarray:
+        return np.clip(self.schedule._lr(t), self.min_lr, self.max_lr)
+
+
+@register("in_epochs")
+@dataclass(frozen=True)
+class InEpochs(Schedule):
+    """A schedule whose parameters are in epochs, evaluated per step:
+    ``lr_t = schedule(t / steps_per_epoch)``. The one place epochs become steps; fractional
+    epochs follow naturally (a cosine over epochs becomes smooth per step, a step decay
+    changes exactly at the epoch boundary).
+    """
+
+    schedule: Schedule
+    steps_per_epoch: float
+
+    def __post_init__(self) -> None:
+        schedule_arg("in_epochs", "schedule", self.schedule)
+        positive("in_epochs", "steps_per_epoch", self.steps_per_epoch)
+
+    @property
+    def cacheable(self) -> bool:
+        return self.schedule.cacheable
+
+    def _lr(self, t: np.ndarray) -> np.ndarray:
+        return self.schedule._lr(t / self.steps_per_epoch)
+
+
+# -- user functions --------------------------------------------------------------------
+_FUNCTIONS: dict[str, Callable[[int], float]] = {}
+
+
+def register_function(name: str | Callable | None = None):
+    """Make a function usable in saved schedules: ``@register_function`` or
+    ``@register_function("warm_then_flat")``. Only registered functions are looked up when a
+    schedule is loaded, so a config can never name arbitrary code."""
+
+    def decorate(fn: Callable[[int], float]) -> Callable[[int], float]:
+        key = name if isinstance(name, str) else fn.__qualname__
+        if _FUNCTIONS.get(key, fn) is not fn:
+            raise ValueError(f"register_function: a different function is already registered as {key!r}")
+        _FUNCTIONS[key] = fn
+        return fn
+
+    return decorate(name) if callable(name) else decorate
+
+
+def _registered_name(fn: Callable) -> str | None:
+    return next((key for key, value in _FUNCTIONS.items() if value is fn), None)
+
+
+@register("from_function")
+@dataclass(frozen=True)
+class FromFunction(Schedule):
+    """A user function of the step: ``lr_t = lr * fn(t)`` (as ``torch.optim.lr_scheduler.LambdaLR``).
+
+    `fn` is a callable or the name of a function registered with `register_function`. Any
+    callable works in memory; saving (`to_dict`/`to_spec`) needs a registered function and
+    raises a ValueError for anonymous lambdas instead of silently dropping them.
+    """
+
+    fn: Callable[[int], float]
+    lr: float = 1.0
+
+    cacheable = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.fn, str):
+            if self.fn not in _FUNCTIONS:
+                known = ", ".join(sorted(_FUNCTIONS)) or "none"
+                raise ValueError(f"from_function: fn {self.fn!r} is not a registered function "
+                                 f"(registered: {known}); use @lrkit.schedules.register_function")
+            object.__setattr__(self, "fn", _FUNCTIONS[self.fn])
+        elif not callable(self.fn):
+            raise ValueError(f"from_function: fn must be callable or a registered name, got {self.fn!r}")
+        non_negative("from_function", "lr", self.lr)
+
+    def _function_name(self) -> str:
+        name = _registered_name(self.fn)
+        if name is None:
+            label = getattr(self.fn, "__qualname__", repr(self.fn))
+            raise ValueError(f"from_function: cannot save {label}: it is not registered; define it at "
+                             "module level and decorate it with @lrkit.schedules.register_function")
+        return name
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "fn": self._function_name(), "lr": self.lr}
+
+    def to_spec(self) -> str:
+        return f"{self.name}(fn={self._function_name()!r}, lr={self.lr!r})"
+
+    def _lr(self, t: np.ndarray) -> np.ndarray:
+        flat = t.ravel()
+        steps = [int(x) if x.is_integer() else float(x) for x in flat.tolist()]
+        try:
+            values = np.fromiter((self.fn(s) for s in steps), dtype=np.float64, count=len(steps))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"from_function: fn must return a number for every step ({err})") from None
+        if not np.all(np.isfinite(values)):
+            bad = steps[int(np.argmin(np.isfinite(values)))]
+            raise ValueError(f"from_function: fn returned a non-finite value at step {bad}")
+        return self.lr * values.reshape(t.shape)

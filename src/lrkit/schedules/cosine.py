@@ -1,0 +1,168 @@
+"""Cosine family: cosine decay, linear-cosine, noisy-linear-cosine and SGDR restarts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lrkit.schedules.base import Schedule, in_range, integer, non_negative, positive, register
+from lrkit.schedules.noise import standard_normal
+
+
+def _half_cosine(fraction: np.ndarray) -> np.ndarray:
+    """``0.5 * (1 + cos(pi * fraction))``: 1 at fraction 0, 0 at fraction 1."""
+    return 0.5 * (1.0 + np.cos(np.pi * fraction))
+
+
+@register("cosine")
+@dataclass(frozen=True)
+class Cosine(Schedule):
+    """Cosine decay to ``alpha * lr`` (``keras.optimizers.schedules.CosineDecay``;
+    Loshchilov & Hutter 2017, SGDR, eq. 5 without restarts).
+
+    ``lr_t = lr * ((1 - alpha) * 0.5 * (1 + cos(pi * min(t, decay_steps) / decay_steps)) + alpha)``
+
+    Equals ``torch.optim.lr_scheduler.CosineAnnealingLR(T_max=decay_steps, eta_min=alpha*lr)``
+    for ``t <= decay_steps``; afterwards it stays at ``alpha * lr`` (torch's curve rises again).
+    """
+
+    lr: float
+    decay_steps: float
+    alpha: float = 0.0
+
+    def __post_init__(self) -> None:
+        non_negative("cosine", "lr", self.lr)
+        positive("cosine", "decay_steps", self.decay_steps)
+        in_range("cosine", "alpha", self.alpha, 0.0, 1.0)
+
+    def _lr(self, t: np.ndarray) -> np.ndarray:
+        decayed = _half_cosine(np.minimum(t, self.decay_steps) / self.decay_steps)
+        return self.lr * ((1.0 - self.alpha) * decayed + self.alpha)
+
+
+def _linear_cosine_factor(t: np.ndarray, decay_steps: float, num_periods: float, alpha: float,
+                          beta: float, noise: np.ndarray | float = 0.0) -> np.ndarray:
+    """``(alpha + linear + noise) * cosine + beta`` of tf.compat.v1.train.(noisy_)linear_cosine_decay."""
+    t = np.minimum(t, decay_steps)
+    linear = (decay_steps - t) / decay_steps
+    cosine = _half_cosine(2.0 * num_periods * t / decay_steps)
+    return (alpha + linear + noise) * cosine + beta
+
+
+@register("linear_cosine")
+@dataclass(frozen=True)
+class LinearCosine(Schedule):
+    """Linear-cosine decay (``tf.compat.v1.train.linear_cosine_decay``; Bello et al. 2017,
+    "Neural Optimizer Search with Reinforcement Learning").
+
+    With ``t' = min(t, decay_steps)``:
+    ``linear = (decay_steps - t') / decay_steps``,
+    ``cosine = 0.5 * (1 + cos(pi * 2 * num_periods * t' / decay_steps))``,
+    ``lr_t = lr * ((alpha + linear) * cosine + beta)``.
+    """
+
+    lr: float
+    decay_steps: float
+    num_periods: float = 0.5
+    alpha: float = 0.0
+    beta: float = 0.001
+
+    def __post_init__(self) -> None:
+        non_negative("linear_cosine", "lr", self.lr)
+        positive("linear_cosine", "decay_steps", self.decay_steps)
+        non_negative("linear_cosine", "num_periods", self.num_periods)
+        non_negative("linear_cosine", "alpha", self.alpha)
+        non_negative("linear_cosine", "beta", self.beta)
+
+    def _lr(self, t: np.ndarray) -> np.ndarray:
+        return self.lr * _linear_cosine_factor(t, self.decay_steps, self.num_periods, self.alpha, self.beta)
+
+
+@register("noisy_linear_cosine")
+@dataclass(frozen=True)
+class NoisyLinearCosine(Schedule):
+    """Noisy linear-cosine decay (``tf.compat.v1.train.noisy_linear_cosine_decay``).
+
+    As `linear_cosine`, with Gaussian noise added to the linear term:
+    ``lr_t = lr * ((alpha + linear + eps_t) * cosine + beta)``,
+    ``eps_t ~ N(0, initial_variance / (1 + t') ** variance_decay)``. TF draws ``eps_t`` from
+    a stateful RNG; here ``eps_t = std_t * z(seed, t)`` with ``z`` a counter-based normal
+    (`lrkit.schedules.noise`), so the curve is reproducible and resumes identically.
+    """
+
+    lr: float
+    decay_steps: float
+    initial_variance: float = 1.0
+    variance_decay: float = 0.55
+    num_periods: float = 0.5
+    alpha: float = 0.0
+    beta: float = 0.001
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        owner = "noisy_linear_cosine"
+        non_negative(owner, "lr", self.lr)
+        positive(owner, "decay_steps", self.decay_steps)
+        non_negative(owner, "initial_variance", self.initial_variance)
+        non_negative(owner, "variance_decay", self.variance_decay)
+        non_negative(owner, "num_periods", self.num_periods)
+        non_negative(owner, "alpha", self.alpha)
+        non_negative(owner, "beta", self.beta)
+        integer(owner, "seed", self.seed, minimum=0)
+        if self.seed >= 2**64:
+            raise ValueError(f"{owner}: seed must be < 2**64, got {self.seed!r}")
+
+    def _lr(self, t: np.ndarray) -> np.ndarray:
+        clipped = np.minimum(t, self.decay_steps)
+        std = np.sqrt(self.initial_variance / (1.0 + clipped) ** self.variance_decay)
+        noise = std * standard_normal(self.seed, t)
+        return self.lr * _linear_cosine_factor(t, self.decay_steps, self.num_periods, self.alpha,
+                                               self.beta, noise)
+
+
+@register("sgdr")
+@dataclass(frozen=True)
+class SGDR(Schedule):
+    """Cosine decay with warm restarts (Loshchilov & Hutter 2017, SGDR;
+    ``keras.optimizers.schedules.CosineDecayRestarts``).
+
+    Cycle ``i`` (from 0) lasts ``first_cycle_steps * t_mul**i`` steps and peaks at
+    ``lr * m_mul**i``; with ``T_i`` the steps into cycle ``i`` and ``L_i`` its length,
+    ``lr_t = lr * ((1 - alpha) * m_mul**i * 0.5 * (1 + cos(pi * T_i / L_i)) + alpha)``.
+    Equals ``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(T_0=first_cycle_steps,
+    T_mult=t_mul, eta_min=alpha*lr)`` for integer ``t_mul`` and ``m_mul=1``. The cycle index
+    is computed in closed form and then corrected against the exact cycle boundaries, so
+    rounding in the logarithm never moves a restart by a step.
+    """
+
+    lr: float
+    first_cycle_steps: float
+    t_mul: float = 2.0
+    m_mul: float = 1.0
+    alpha: float = 0.0
+
+    def __post_init__(self) -> None:
+        non_negative("sgdr", "lr", self.lr)
+        positive("sgdr", "first_cycle_steps", self.first_cycle_steps)
+        in_range("sgdr", "t_mul", self.t_mul, 1.0, float("inf"), open_high=True)
+        positive("sgdr", "m_mul", self.m_mul)
+        in_range("sgdr", "alpha", self.alpha, 0.0, 1.0)
+
+    def _cycle_start(self, i: np.ndarray) -> np.ndarray:
+        """Step at which cycle `i` starts: ``first * (t_mul**i - 1) / (t_mul - 1)`` (or ``first * i``)."""
+        if self.t_mul == 1.0:
+            return self.first_cycle_steps * i
+        return self.first_cycle_steps * (self.t_mul**i - 1.0) / (self.t_mul - 1.0)
+
+    def _lr(self, t: np.ndarray) -> np.ndarray:
+        if self.t_mul == 1.0:
+            i = np.floor(t / self.first_cycle_steps)
+        else:
+            i = np.floor(np.log1p(t / self.first_cycle_steps * (self.t_mul - 1.0)) / np.log(self.t_mul))
+        i = np.where(t < self._cycle_start(i), i - 1, i)
+        i = np.where(t >= self._cycle_start(i + 1), i + 1, i)
+        length = self.first_cycle_steps * self.t_mul**i
+        fraction = (t - self._cycle_start(i)) / length
+        decayed = self.m_mul**i * _half_cosine(fraction)
+        return self.lr * ((1.0 - self.alpha) * decayed + self.alpha)
