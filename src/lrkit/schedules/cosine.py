@@ -89,6 +89,7 @@ class NoisyLinearCosine(Schedule):
     ``eps_t ~ N(0, initial_variance / (1 + t') ** variance_decay)``. TF draws ``eps_t`` from
     a stateful RNG; here ``eps_t = std_t * z(seed, t)`` with ``z`` a counter-based normal
     (`lrkit.schedules.noise`), so the curve is reproducible and resumes identically.
+    As in TF, large noise can push the value below 0; wrap in ``clip(..., min_lr=0)`` to forbid it.
     """
 
     lr: float
