@@ -15,6 +15,11 @@ __version__ = "0.1.0"
 _LAZY = {
     "plot_schedule": "lrkit.plotting",
     "ScheduledLR": "lrkit.torch",
+    "layer_groups": "lrkit.torch",
+    "discriminative_param_groups": "lrkit.torch",
+    "freeze": "lrkit.torch",
+    "unfreeze": "lrkit.torch",
+    "GradualUnfreezing": "lrkit.torch",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,5 +1,8 @@
 """The PyTorch adapters: the only lrkit code that drives torch optimizers."""
 
+from lrkit.torch.freezing import GradualUnfreezing, freeze, unfreeze
+from lrkit.torch.groups import LayerGroup, discriminative_lrs, discriminative_param_groups, layer_groups
 from lrkit.torch.scheduler import ScheduledLR
 
-__all__ = ["ScheduledLR"]
+__all__ = ["ScheduledLR", "LayerGroup", "layer_groups", "discriminative_lrs", "discriminative_param_groups",
+           "freeze", "unfreeze", "GradualUnfreezing"]
