@@ -1,0 +1,1 @@
+"""Experiments: tasks x strategies x seeds, trained, stored in SQLite and compared."""

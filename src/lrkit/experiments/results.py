@@ -1,0 +1,58 @@
+"""What one training run produces: the record the runner returns and the store keeps."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def run_key(task: str, strategy: dict[str, Any], seed: int, epochs: int, batch_size: int) -> str:
+    """Stable identity of a trial: the same command asks for the same keys, so a re-run
+    can skip what the store already holds."""
+    payload = json.dumps({"task": task, "strategy": strategy, "seed": seed, "epochs": epochs,
+                          "batch_size": batch_size}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+@dataclass
+class RunResult:
+    """One (task, strategy, seed) run with its per-step and per-epoch series.
+
+    `status` is "complete" or "diverged" (a non-finite loss stopped training early).
+    `metric` values follow the task's `metric_name` / `higher_is_better`.
+    """
+
+    key: str
+    task: str
+    strategy: str
+    config: dict[str, Any]
+    seed: int
+    epochs: int
+    batch_size: int
+    metric_name: str
+    higher_is_better: bool
+    status: str
+    base_lr: float
+    wall_time: float
+    step_lr: list[float] = field(default_factory=list)
+    step_loss: list[float] = field(default_factory=list)
+    epoch_train_loss: list[float] = field(default_factory=list)
+    epoch_val_loss: list[float] = field(default_factory=list)
+    epoch_metric: list[float] = field(default_factory=list)
+    epoch_time: list[float] = field(default_factory=list)
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final_metric(self) -> float:
+        return self.epoch_metric[-1] if self.epoch_metric else math.nan
+
+    def best_epoch(self) -> int:
+        """1-based epoch with the best finite metric (0 if none)."""
+        finite = [(m, i) for i, m in enumerate(self.epoch_metric, 1) if math.isfinite(m)]
+        if not finite:
+            return 0
+        pick = max if self.higher_is_better else min
+        return pick(finite)[1]
