@@ -2,7 +2,8 @@
 
 from lrkit.torch.freezing import GradualUnfreezing, freeze, unfreeze
 from lrkit.torch.groups import LayerGroup, discriminative_lrs, discriminative_param_groups, layer_groups
+from lrkit.torch.plateau import ReduceLROnPlateau
 from lrkit.torch.scheduler import ScheduledLR
 
 __all__ = ["ScheduledLR", "LayerGroup", "layer_groups", "discriminative_lrs", "discriminative_param_groups",
-           "freeze", "unfreeze", "GradualUnfreezing"]
+           "freeze", "unfreeze", "GradualUnfreezing", "ReduceLROnPlateau"]

@@ -50,8 +50,10 @@ class ScheduledLR(LRScheduler):
     optimizer continues the identical sequence.
 
     `momentum`, a schedule, sets SGD's ``momentum`` or Adam-style ``betas[0]`` the same way
-    (e.g. ``one_cycle(...).momentum_schedule()``). `plateau`, a reduce-on-plateau object,
-    multiplies the scheduled LRs through ``plateau.adjust_lrs(lrs)``.
+    (e.g. ``one_cycle(...).momentum_schedule()``). `plateau`, a `lrkit.torch.ReduceLROnPlateau`
+    built without an optimizer, multiplies the scheduled LRs through ``plateau.adjust_lrs(lrs)``;
+    `report(metric)` feeds it a validation metric and applies a cut at once. Its state is saved
+    under ``"plateau"`` in `state_dict`.
     """
 
     def __init__(self, optimizer: Optimizer, schedule: Schedule, *, momentum: Schedule | None = None,
@@ -66,6 +68,15 @@ class ScheduledLR(LRScheduler):
             if any("momentum" not in g and "betas" not in g for g in optimizer.param_groups):
                 raise ValueError("ScheduledLR: momentum needs an optimizer with 'momentum' or 'betas' "
                                  f"(SGD, Adam, ...), got {type(optimizer).__name__}")
+        if plateau is not None:
+            if not all(callable(getattr(plateau, name, None))
+                       for name in ("adjust_lrs", "step", "state_dict", "load_state_dict")):
+                raise ValueError(f"ScheduledLR: plateau must be a lrkit.torch.ReduceLROnPlateau (or offer "
+                                 f"adjust_lrs/step/state_dict/load_state_dict), got {plateau!r}")
+            if getattr(plateau, "optimizer", None) is not None:
+                raise ValueError("ScheduledLR: plateau must be built without an optimizer "
+                                 "(ReduceLROnPlateau(mode=..., ...)); one that drives its own optimizer "
+                                 "would fight the schedule")
         self.optimizer = optimizer
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", float(group["lr"]))
@@ -99,8 +110,16 @@ class ScheduledLR(LRScheduler):
             self.last_epoch = int(epoch)
         self._apply()
 
+    def report(self, metric: float) -> bool:
+        """Feed `metric` to the plateau and apply its cut to the optimizer now; True if it cut."""
+        if self.plateau is None:
+            raise RuntimeError("ScheduledLR.report: this scheduler has no plateau (pass plateau=...)")
+        cut = self.plateau.step(metric)
+        self._apply()
+        return cut
+
     def get_lr(self) -> list[float]:
-        """The LRs for the current step (closed form; no side effects)."""
+        """The LRs for the current step (closed form; a plateau only notes the LRs it scaled)."""
         reference = self._lr_values(self.last_epoch)
         lrs = [scale * reference for scale in self.scales]
         return self.plateau.adjust_lrs(lrs) if self.plateau is not None else lrs
@@ -136,7 +155,10 @@ class ScheduledLR(LRScheduler):
                              f"has {len(self.optimizer.param_groups)} param groups")
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise ValueError(f"ScheduledLR.load_state_dict: step must be an integer >= 0, got {step!r}")
-        if self.plateau is not None and "plateau" in state_dict:
+        if self.plateau is not None:
+            if "plateau" not in state_dict:
+                raise ValueError("ScheduledLR.load_state_dict: this scheduler has a plateau but the saved "
+                                 "state has no 'plateau' entry")
             self.plateau.load_state_dict(state_dict["plateau"])
         self.scales = scales
         self.last_epoch = step
