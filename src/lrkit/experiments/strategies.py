@@ -1,0 +1,135 @@
+"""Strategies: an optimizer + where its LR comes from + how it moves during training.
+
+A strategy's schedule is a spec *template*: ``{lr}``, ``{total_steps}``, ``{steps_per_epoch}``
+and ``{epochs}`` are filled in with numbers for the run at hand (plain string substitution of
+numbers — the result is then parsed like any spec, never evaluated). Shapes are written
+relative to the run: ``in_epochs(s, steps_per_epoch={total_steps})`` puts `s` on training
+progress 0..1, and ``scale(s, factor={lr})`` sets the level of a unit-height shape.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lrkit.schedules import Schedule, parse
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta")
+TEMPLATE_FIELDS = ("lr", "total_steps", "steps_per_epoch", "epochs")
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How one run sets its learning rate.
+
+    `lr`: a number, ``"finder"`` (the LR range test's robust suggestion on this model and
+    data, times `lr_factor`) or ``"default"`` (the optimizer's own default LR).
+    `schedule` / `momentum`: spec templates (None: constant LR / no momentum schedule).
+    `plateau`: keyword arguments of `lrkit.torch.ReduceLROnPlateau` (stepped on the
+    validation loss each epoch). `lipschitz`: keyword arguments of `lrkit.torch.LipschitzLR`
+    (the LR is recomputed every epoch; `lr` is then only the first epoch's).
+    """
+
+    name: str
+    description: str
+    optimizer: str = "sgd"
+    lr: float | str = "finder"
+    lr_factor: float = 1.0
+    schedule: str | None = None
+    momentum: str | None = None
+    plateau: dict[str, Any] | None = None
+    lipschitz: dict[str, Any] | None = None
+    optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"strategy {self.name!r}: optimizer must be one of {', '.join(OPTIMIZERS)}, "
+                             f"got {self.optimizer!r}")
+        if isinstance(self.lr, str) and self.lr not in ("finder", "default"):
+            raise ValueError(f"strategy {self.name!r}: lr must be a number, 'finder' or 'default', got {self.lr!r}")
+        if not isinstance(self.lr, str) and not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"strategy {self.name!r}: a numeric lr must be > 0, got {self.lr!r}")
+        for name in ("schedule", "momentum"):
+            template = getattr(self, name)
+            if template is not None:
+                self.resolve(template, lr=0.1, total_steps=100, steps_per_epoch=10, epochs=10)
+
+    def config(self) -> dict[str, Any]:
+        """JSON-ready definition (what identifies the strategy in the results store)."""
+        return asdict(self)
+
+    @staticmethod
+    def resolve(template: str, **values: float) -> Schedule:
+        """Fill a spec template with numbers and parse it."""
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        except ValueError as err:
+            raise ValueError(f"bad schedule template {template!r}: {err}") from None
+        unknown = names - set(TEMPLATE_FIELDS)
+        if unknown:
+            raise ValueError(f"bad schedule template {template!r}: unknown field(s) {sorted(unknown)}; "
+                             f"allowed: {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}")
+        return parse(template.format(**{name: repr(values[name]) for name in names}))
+
+
+def _progress(spec: str) -> str:
+    """A shape on training progress 0..1 (see module docstring)."""
+    return f"in_epochs({spec}, steps_per_epoch={{total_steps}})"
+
+
+DEFAULT_STRATEGIES: tuple[Strategy, ...] = (
+    Strategy("const-too-small", "SGD, constant LR 100x below the finder's", lr_factor=0.01),
+    Strategy("const-too-large", "SGD, constant LR 10x above the finder's", lr_factor=10.0),
+    Strategy("const-finder", "SGD, constant LR from the LR range test"),
+    Strategy("step", "SGD, x0.1 at 1/3 and 2/3 of training",
+             schedule=_progress("step(lr={lr}, step_size=0.34, gamma=0.1)")),
+    Strategy("multistep", "SGD, x0.1 at 50 % and 75 % of training",
+             schedule=_progress("multistep(lr={lr}, milestones=[0.5, 0.75], gamma=0.1)")),
+    Strategy("exponential", "SGD, exponential decay to 1 % of the LR",
+             schedule="exponential(lr={lr}, decay_steps={total_steps}, decay_rate=0.01)"),
+    Strategy("cosine", "SGD, cosine decay to 0", schedule="cosine(lr={lr}, decay_steps={total_steps})"),
+    Strategy("warmup-cosine", "SGD, 10 % linear warmup then cosine",
+             schedule=_progress("warmup(cosine(lr={lr}, decay_steps=0.9), steps=0.1)")),
+    Strategy("sgdr", "SGD, cosine restarts, first cycle 1 epoch, t_mul=2",
+             schedule="sgdr(lr={lr}, first_cycle_steps={steps_per_epoch}, t_mul=2)"),
+    Strategy("clr-triangular2", "SGD, CLR triangular2 between LR/4 and LR, half-cycle 2 epochs",
+             schedule="scale(in_epochs(triangular2(base_lr=0.25, max_lr=1.0, step_size_up=2), "
+                      "steps_per_epoch={steps_per_epoch}), factor={lr})"),
+    Strategy("one-cycle", "SGD, one-cycle to the finder LR with cycled momentum",
+             schedule="one_cycle(max_lr={lr}, total_steps={total_steps})",
+             momentum="one_cycle_momentum(total_steps={total_steps})"),
+    Strategy("plateau", "SGD, finder LR, x0.1 when validation loss stalls 2 epochs",
+             plateau={"factor": 0.1, "patience": 2}),
+    Strategy("lipschitz", "SGD, LR = 1/L recomputed each epoch (Yedida & Saha 2019)",
+             lipschitz={}, optimizer_kwargs={"momentum": 0.0}),
+    Strategy("adagrad", "Adagrad at its defaults", optimizer="adagrad", lr="default"),
+    Strategy("rmsprop", "RMSprop at its defaults", optimizer="rmsprop", lr="default"),
+    Strategy("adadelta", "Adadelta at its defaults", optimizer="adadelta", lr="default"),
+    Strategy("adam", "Adam at its defaults", optimizer="adam", lr="default"),
+)
+
+
+def default_strategies() -> dict[str, Strategy]:
+    return {strategy.name: strategy for strategy in DEFAULT_STRATEGIES}
+
+
+def select_strategies(names: str | None, custom: list[str] | None = None) -> list[Strategy]:
+    """Strategies named in a comma list (None: all defaults), plus custom ``name=template``
+    schedule strategies (SGD, finder LR)."""
+    known = default_strategies()
+    chosen = list(known.values()) if not names else []
+    for name in filter(None, (part.strip() for part in (names or "").split(","))):
+        if name not in known:
+            raise ValueError(f"unknown strategy {name!r}; known: {', '.join(known)}")
+        chosen.append(known[name])
+    for item in custom or []:
+        name, sep, template = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"a custom strategy is NAME=TEMPLATE, got {item!r}")
+        chosen.append(Strategy(name.strip(), f"custom: {template.strip()}", schedule=template.strip()))
+    names_seen = [s.name for s in chosen]
+    duplicates = {n for n in names_seen if names_seen.count(n) > 1}
+    if duplicates:
+        raise ValueError(f"strategy names must be unique, repeated: {', '.join(sorted(duplicates))}")
+    return chosen
