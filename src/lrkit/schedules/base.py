@@ -56,7 +56,9 @@ class Schedule:
 
     def __call__(self, step: Any) -> Any:
         t = as_steps(step)
-        values = np.asarray(self._lr(t), dtype=np.float64)
+        # Always evaluate a 1-d array: numpy computes 0-d inputs with scalar math (C pow, exp,
+        # cos) and arrays with SIMD loops, which can differ in the last bit.
+        values = np.asarray(self._lr(t.reshape(-1)), dtype=np.float64).reshape(t.shape)
         return float(values) if values.ndim == 0 else values
 
     def _lr(self, t: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
@@ -94,6 +96,8 @@ def build(name: str, *args: Any, **kwargs: Any) -> Schedule:
 
 
 def _encode(value: Any) -> Any:
+    if isinstance(value, np.generic):  # numpy scalars: plain Python numbers for JSON and specs
+        return value.item()
     if isinstance(value, Schedule):
         return value.to_dict()
     if isinstance(value, tuple):
@@ -110,6 +114,8 @@ def _decode(value: Any) -> Any:
 
 
 def _spec_value(value: Any) -> str:
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, Schedule):
         return value.to_spec()
     if isinstance(value, tuple):
@@ -134,7 +140,11 @@ def as_steps(step: Any) -> np.ndarray:
 # -- argument validation (every message names owner, parameter, value and what is allowed)
 def real(owner: str, name: str, value: Any) -> float:
     """A finite real number (bools and strings are refused)."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+    try:
+        finite = not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        finite = False
+    if not finite:
         raise ValueError(f"{owner}: {name} must be a finite number, got {value!r}")
     return value
 
@@ -166,6 +176,7 @@ def in_range(owner: str, name: str, value: Any, low: float, high: float, *, open
 def integer(owner: str, name: str, value: Any, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
+    real(owner, name, value)  # within the float range: it takes part in float arithmetic
     return value
 
 
@@ -190,7 +201,8 @@ def schedule_arg(owner: str, name: str, value: Any) -> "Schedule":
 
 def real_sequence(owner: str, name: str, value: Any) -> tuple:
     """A non-empty list/tuple of finite numbers, returned as a tuple."""
-    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, np.ndarray)) or len(value) == 0:
+    if (isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, np.ndarray))
+            or (isinstance(value, np.ndarray) and value.ndim != 1) or len(value) == 0):
         raise ValueError(f"{owner}: {name} must be a non-empty list of numbers, got {value!r}")
     for item in value:
         real(owner, f"each of {name}", item)

@@ -64,7 +64,8 @@ class Warmup(Schedule):
         after = self.schedule._lr(np.maximum(t - self.steps, 0.0))
         if self.steps == 0:
             return after
-        return np.where(t < self.steps, self._ramp(t / self.steps), after)
+        # the ramp is only used for t < steps; capping the fraction at 1 avoids overflow warnings
+        return np.where(t < self.steps, self._ramp(np.minimum(t, self.steps) / self.steps), after)
 
 
 @register("join")

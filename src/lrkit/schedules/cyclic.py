@@ -75,7 +75,8 @@ class Triangular2(_Cyclic):
     """CLR "triangular2": the amplitude halves every cycle, ``scale = 1 / 2 ** (cycle - 1)``."""
 
     def _scale(self, t: np.ndarray, cycle: np.ndarray) -> np.ndarray:
-        return 1.0 / 2.0 ** (cycle - 1.0)
+        with np.errstate(over="ignore"):  # 2 ** cycle overflows to inf after ~1024 cycles: scale 0
+            return 1.0 / 2.0 ** (cycle - 1.0)
 
 
 @register("exp_range")

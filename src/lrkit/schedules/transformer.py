@@ -71,4 +71,5 @@ class WSD(Schedule):
         after_warmup = self.end_lr + (self.lr - self.end_lr) * self._decay_factor(p)
         if self.warmup_steps == 0:
             return after_warmup
-        return np.where(t < self.warmup_steps, self.lr * t / self.warmup_steps, after_warmup)
+        ramp = self.lr * np.minimum(t, self.warmup_steps) / self.warmup_steps  # no overflow past the ramp
+        return np.where(t < self.warmup_steps, ramp, after_warmup)
