@@ -2,8 +2,10 @@
 
 from lrkit.torch.freezing import GradualUnfreezing, freeze, unfreeze
 from lrkit.torch.groups import LayerGroup, discriminative_lrs, discriminative_param_groups, layer_groups
+from lrkit.torch.lipschitz import LipschitzLR, find_last_layer, lipschitz_constant
 from lrkit.torch.plateau import ReduceLROnPlateau
 from lrkit.torch.scheduler import ScheduledLR
 
 __all__ = ["ScheduledLR", "LayerGroup", "layer_groups", "discriminative_lrs", "discriminative_param_groups",
-           "freeze", "unfreeze", "GradualUnfreezing", "ReduceLROnPlateau"]
+           "freeze", "unfreeze", "GradualUnfreezing", "ReduceLROnPlateau",
+           "LipschitzLR", "lipschitz_constant", "find_last_layer"]

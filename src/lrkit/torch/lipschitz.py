@@ -1,0 +1,439 @@
+"""The Lipschitz learning rate of Yedida, Saha & Prashanth, "LipschitzLR" (arXiv 1902.07399).
+
+The LR is the inverse of a Lipschitz constant ``L`` of the loss with respect to the last
+layer's weights, recomputed every epoch from the activations ``z`` entering that layer
+(``K_z`` bounds their norm), for a mini-batch of ``m`` examples:
+
+    softmax cross-entropy, k classes:   L = (k − 1)/(k·m) · K_z
+    binary cross-entropy with sigmoid:  L = K_z / (2m)
+    mean squared error:                 L = (K_a + K_y) · K_z / m     (K_a, K_y: outputs, targets)
+    with an L2 term λ/2·‖w‖²:           L += λ · max‖w‖
+
+and the LR of each optimizer (the paper's section on other optimizers; EMAs over epochs):
+
+    SGD:       α = 1/L
+    momentum:  K₁ ← β₁K₁ + (1 − β₁)L,                          α = 1/K₁
+    RMSprop:   K₂ ← β₂K₂ + (1 − β₂)L²,                         α = √(K₂ + ε)/L
+    Adam:      K₁ ← β₁K₁ + (1 − β₁)L,  K₂ ← β₂K₂ + (1 − β₂)L², α = √(K₂ + ε)/K₁
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from numbers import Real
+from typing import Any, Iterable
+
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+logger = logging.getLogger(__name__)
+
+LOSSES = ("softmax_ce", "bce", "mse")
+VARIANTS = ("sgd", "momentum", "rmsprop", "adam")
+NORMS = ("per_example", "frobenius")
+
+
+def lipschitz_constant(loss: str, k_z: float, batch_size: int, *, num_classes: int | None = None,
+                       k_a: float | None = None, k_y: float | None = None, weight_decay: float = 0.0,
+                       max_weight_norm: float = 0.0) -> float:
+    """The paper's Lipschitz constant ``L`` of `loss` (formulas in the module docstring).
+
+    `k_z` bounds the norm of the last layer's inputs, `batch_size` is ``m``; softmax needs
+    `num_classes` (k ≥ 2), MSE needs `k_a` (outputs) and `k_y` (targets). The L2 term adds
+    ``weight_decay · max_weight_norm``.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"lipschitz_constant: loss must be one of {LOSSES}, got {loss!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"lipschitz_constant: batch_size must be an integer >= 1, got {batch_size!r}")
+    if loss == "softmax_ce":
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"lipschitz_constant: softmax_ce needs num_classes >= 2, got {num_classes!r}")
+        value = (num_classes - 1) / (num_classes * batch_size) * k_z
+    elif loss == "bce":
+        value = k_z / (2 * batch_size)
+    else:
+        if k_a is None or k_y is None:
+            raise ValueError(f"lipschitz_constant: mse needs k_a and k_y, got k_a={k_a!r}, k_y={k_y!r}")
+        value = (k_a + k_y) * k_z / batch_size
+    return value + weight_decay * max_weight_norm
+
+
+def find_last_layer(model: nn.Module) -> nn.Module:
+    """The last layer with parameters of an ``nn.Sequential`` (nested ones searched from the end).
+
+    Parameter-free trailing modules (activations, Flatten, Dropout, Softmax) are skipped.
+    Other models have no reliable execution order: name the layer with ``last_layer=``.
+    """
+    if not isinstance(model, nn.Sequential):
+        raise ValueError(f"find_last_layer: cannot find the last layer of a {type(model).__name__} automatically "
+                         "(only nn.Sequential runs its children in order); pass last_layer=the module whose "
+                         "input is the penultimate activation")
+    for child in reversed(model):
+        if isinstance(child, nn.Sequential):
+            if any(True for _ in child.parameters()):
+                return find_last_layer(child)
+            continue
+        if any(True for _ in child.parameters()):
+            if any(True for _ in child.children()):
+                raise ValueError(f"find_last_layer: the last child with parameters, {type(child).__name__}, is a "
+                                 "composite module; pass last_layer= explicitly")
+            return child
+    raise ValueError("find_last_layer: the model has no layer with parameters")
+
+
+def _batch_norm(t: Tensor, norm: str) -> Tensor:
+    """Largest per-example L2 norm of a batch, or the Frobenius norm of the whole batch."""
+    t = t.detach().float()
+    if t.ndim < 2:
+        t = t.reshape(-1, 1)
+    return t.flatten(1).norm(dim=1).amax() if norm == "per_example" else t.norm()
+
+
+@dataclass
+class _EpochStats:
+    """Running maxima over one epoch (kept as tensors: no device sync per batch)."""
+
+    k_z: Tensor | None = None
+    k_a: Tensor | None = None
+    k_y: Tensor | None = None
+    batch_size: int = 0
+    num_classes: int = 0
+
+    def observe_layer(self, z: Tensor, output: Tensor, norm: str) -> None:
+        self.k_z = _running_max(self.k_z, _batch_norm(z, norm))
+        self.k_a = _running_max(self.k_a, _batch_norm(output, norm))
+        self.batch_size = max(self.batch_size, int(z.shape[0]) if z.ndim else 1)
+        self.num_classes = max(self.num_classes, int(output.shape[1]) if output.ndim > 1 else 1)
+
+    def observe_targets(self, y: Tensor, norm: str) -> None:
+        self.k_y = _running_max(self.k_y, _batch_norm(y, norm))
+
+    def as_floats(self) -> dict[str, Any]:
+        return {"k_z": _to_float(self.k_z), "k_a": _to_float(self.k_a), "k_y": _to_float(self.k_y),
+                "batch_size": self.batch_size, "num_classes": self.num_classes}
+
+    @classmethod
+    def from_floats(cls, state: dict[str, Any]) -> "_EpochStats":
+        def tensor(value):
+            return None if value is None else torch.tensor(float(value))
+        return cls(tensor(state["k_z"]), tensor(state["k_a"]), tensor(state["k_y"]),
+                   int(state["batch_size"]), int(state["num_classes"]))
+
+
+def _running_max(current: Tensor | None, value: Tensor) -> Tensor:
+    return value if current is None else torch.maximum(current, value.to(current.device))
+
+
+def _to_float(value: Tensor | None) -> float | None:
+    return None if value is None else float(value)
+
+
+class LipschitzLR(LRScheduler):
+    """Set the LR to the paper's inverse Lipschitz constant after every epoch (call `step()` then).
+
+    ``K_z`` is collected by a forward hook on `last_layer` **during the training epoch** (only
+    while that layer is in training mode, so validation passes do not count): the LR for epoch
+    t+1 comes from the activations seen while training epoch t, at no extra pass over the data.
+    Epoch 0 runs at `initial_lr` (or the optimizer's LR when None). Give `full_pass_loader` to
+    reproduce the paper instead: a separate no-grad, eval-mode pass over that loader computes
+    ``K_z`` with the current weights at construction (unless `initial_lr` is given) and at
+    every `step()`, so each epoch's LR comes from the weights at its start.
+
+    **Which norm.** The paper's text defines ``K_z`` as the largest norm of an activation
+    vector, i.e. ``max_i ‖z_i‖`` over the examples of the epoch (``norm="per_example"``, the
+    default). The authors' code (github.com/yrahul3910/adaptive-lr-dnn, ``lr_schedule``) instead
+    takes ``np.linalg.norm`` of the whole batch activation matrix — the Frobenius norm
+    ``‖Z‖_F`` of each mini-batch, maximised over batches (``norm="frobenius"``); that is about
+    √m times larger and gives an LR about √m times smaller. Their inverse-L values for the
+    classical models (iris 1.936, digits 0.635) are reproduced only with ``"frobenius"`` and
+    ``batch_size`` = the training-set size (see docs/lipschitz.md). ``K_a`` (MSE outputs) and
+    ``K_y`` (MSE targets) use the same norm. Note that with the per-example norm the 1/m in the
+    formulas makes L a bound on the *mean* gradient's Lipschitz constant only up to a factor m,
+    so the LR can be large: `max_lr` caps it.
+
+    **Optimizer variants.** `variant` (inferred from the optimizer when None: SGD without /
+    with momentum, RMSprop, Adam/AdamW) picks the rule; `betas` = (β₁, β₂) default to the
+    optimizer's (SGD ``momentum``, RMSprop ``alpha`` as β₂, Adam ``betas``). The paper's
+    momentum is the EMA form v ← βv + (1 − β)g; torch's SGD momentum matches it with
+    ``dampening=momentum``. `ema_init` = (K₁, K₂) before the first update (the authors' Adam and
+    RMSprop scripts start at 0, their momentum script at 0.5 after a fixed first epoch);
+    `bias_correction` divides by (1 − βᵗ) as Adam does (the paper does not). The authors'
+    RMSprop script divides by ``K_z`` rather than ``L`` and their K₂ uses ‖z∘z‖ rather than
+    ‖z‖²; we implement the formulas above.
+
+    **L2 term.** `weight_decay` λ adds ``λ · max‖w‖`` (max Frobenius norm over the model's
+    parameter tensors, as the authors' code does). **MSE** needs `criterion` (the ``nn.Module``
+    loss, hooked to see the targets) unless `full_pass_loader` yields (input, target). The
+    formula is the paper's for ``1/(2m)·Σ‖a − y‖²``; ``nn.MSELoss()`` with d outputs has a
+    gradient 2/d times that.
+
+    **Safety.** A non-finite or non-positive L or LR leaves the LR unchanged (and the EMAs
+    untouched) and logs a warning; `max_lr` caps the LR. Param groups keep their initial LR
+    ratios. `state_dict` holds the EMAs, the epoch and the partial epoch's maxima.
+    """
+
+    def __init__(self, optimizer: Optimizer, model: nn.Module, loss: str, *, last_layer: nn.Module | None = None,
+                 criterion: nn.Module | None = None, variant: str | None = None,
+                 betas: tuple[float, float] | None = None, norm: str = "per_example", weight_decay: float = 0.0,
+                 max_lr: float | None = None, initial_lr: float | None = None,
+                 ema_init: tuple[float, float] = (0.0, 0.0), bias_correction: bool = False, eps: float = 1e-7,
+                 batch_size: int | None = None, full_pass_loader: Iterable | None = None):
+        if not isinstance(optimizer, Optimizer):
+            raise ValueError(f"LipschitzLR: optimizer must be a torch.optim.Optimizer, got {optimizer!r}")
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"LipschitzLR: model must be an nn.Module, got {model!r}")
+        if loss not in LOSSES:
+            raise ValueError(f"LipschitzLR: loss must be one of {LOSSES}, got {loss!r}")
+        if norm not in NORMS:
+            raise ValueError(f"LipschitzLR: norm must be one of {NORMS}, got {norm!r}")
+        variant = _infer_variant(optimizer) if variant is None else variant
+        if variant not in VARIANTS:
+            raise ValueError(f"LipschitzLR: variant must be one of {VARIANTS} or None, got {variant!r}")
+        betas = _optimizer_betas(optimizer, variant) if betas is None else betas
+        if (not isinstance(betas, (tuple, list)) or len(betas) != 2
+                or not all(_is_real(b) and 0.0 <= b < 1.0 for b in betas)):
+            raise ValueError(f"LipschitzLR: betas must be two numbers in [0, 1), got {betas!r}")
+        _check_positive("weight_decay", weight_decay, allow_zero=True)
+        _check_positive("eps", eps, allow_zero=True)
+        if max_lr is not None:
+            _check_positive("max_lr", max_lr)
+        if initial_lr is not None:
+            _check_positive("initial_lr", initial_lr)
+        if not isinstance(ema_init, (tuple, list)) or len(ema_init) != 2:
+            raise ValueError(f"LipschitzLR: ema_init must be a pair (K1, K2), got {ema_init!r}")
+        for value in ema_init:
+            _check_positive("ema_init", value, allow_zero=True)
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"LipschitzLR: batch_size must be an integer >= 1 or None, got {batch_size!r}")
+        if full_pass_loader is not None and iter(full_pass_loader) is full_pass_loader:
+            raise ValueError("LipschitzLR: full_pass_loader must be re-iterable every epoch (a DataLoader or a "
+                             f"list), got the one-shot iterator {full_pass_loader!r}")
+        if loss == "mse" and full_pass_loader is None and not isinstance(criterion, nn.Module):
+            raise ValueError("LipschitzLR: loss='mse' collected during training needs criterion=the nn.Module loss "
+                             f"(its targets enter K_y), got {criterion!r}")
+        if last_layer is None:
+            last_layer = find_last_layer(model)
+        elif not any(module is last_layer for module in model.modules()):
+            raise ValueError(f"LipschitzLR: last_layer {last_layer!r} is not a submodule of the model")
+
+        self.optimizer = optimizer
+        self.model = model
+        self.loss = loss
+        self.last_layer = last_layer
+        self.variant = variant
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.norm = norm
+        self.weight_decay = float(weight_decay)
+        self.max_lr = None if max_lr is None else float(max_lr)
+        self.bias_correction = bool(bias_correction)
+        self.eps = float(eps)
+        self.batch_size = batch_size
+        self.full_pass_loader = full_pass_loader
+        self.k1, self.k2 = float(ema_init[0]), float(ema_init[1])
+        self.updates = 0  # EMA updates made
+        self.skipped = 0  # epochs whose L or LR was unusable
+        self.last_lipschitz: float | None = None
+        self.last_epoch = 0  # epochs completed (torch's name)
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", float(group["lr"]))
+        self.base_lrs = [float(group["initial_lr"]) for group in optimizer.param_groups]
+        if self.base_lrs[0] <= 0:
+            raise ValueError(f"LipschitzLR: the first param group's lr must be > 0 to define the group scales, "
+                             f"got {self.base_lrs[0]!r}")
+        self.scales = [lr / self.base_lrs[0] for lr in self.base_lrs]
+        self._stats = _EpochStats()
+        self._in_full_pass = False
+        self._handles = [last_layer.register_forward_hook(self._layer_hook)]
+        if loss == "mse" and criterion is not None:
+            self._handles.append(criterion.register_forward_hook(self._criterion_hook, with_kwargs=True))
+        self._last_lr = [float(group["lr"]) for group in optimizer.param_groups]
+        if initial_lr is not None:
+            self._set_lr(float(initial_lr))
+        elif full_pass_loader is not None:
+            self._full_pass()
+            self._update_from_stats()
+
+    # ---- collection ---------------------------------------------------------------------------
+    def _collecting(self) -> bool:
+        return self._in_full_pass or (self.full_pass_loader is None and self.last_layer.training)
+
+    def _layer_hook(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if args and isinstance(output, Tensor) and self._collecting():
+            with torch.no_grad():
+                self._stats.observe_layer(args[0], output, self.norm)
+
+    def _criterion_hook(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        target = args[1] if len(args) > 1 else kwargs.get("target")
+        if isinstance(target, Tensor) and self._collecting():
+            with torch.no_grad():
+                self._stats.observe_targets(target, self.norm)
+
+    def _full_pass(self) -> None:
+        """The paper's separate pass: eval mode, no grad, the current weights."""
+        was_training = self.model.training
+        device = next(self.model.parameters()).device
+        self.model.eval()
+        self._in_full_pass = True
+        try:
+            with torch.no_grad():
+                for batch in self.full_pass_loader:
+                    inputs, targets = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
+                    self.model(inputs.to(device))
+                    if self.loss == "mse":
+                        if targets is None:
+                            raise ValueError("LipschitzLR: loss='mse' needs full_pass_loader to yield (input, target)")
+                        self._stats.observe_targets(targets, self.norm)
+        finally:
+            self._in_full_pass = False
+            self.model.train(was_training)
+
+    # ---- the rule -----------------------------------------------------------------------------
+    def step(self, epoch: None = None) -> None:  # noqa: D102 (torch's signature)
+        """End of an epoch: compute the next epoch's LR from this epoch's activations."""
+        if epoch is not None:
+            raise ValueError(f"LipschitzLR.step: epochs advance one at a time, got epoch={epoch!r}")
+        if self.full_pass_loader is not None:
+            self._stats = _EpochStats()
+            self._full_pass()
+        self.last_epoch += 1
+        self._update_from_stats()
+
+    def _update_from_stats(self) -> None:
+        stats, self._stats = self._stats, _EpochStats()
+        if stats.k_z is None:
+            self.skipped += 1
+            logger.warning("LipschitzLR: no batch reached the last layer in training mode during epoch %d; "
+                           "LR left at %s", self.last_epoch, self._last_lr)
+            return
+        lipschitz = self._lipschitz(stats)
+        if not math.isfinite(lipschitz) or lipschitz <= 0:
+            self.skipped += 1
+            logger.warning("LipschitzLR: unusable Lipschitz constant L=%r at epoch %d (K_z=%r); LR left at %s",
+                           lipschitz, self.last_epoch, _to_float(stats.k_z), self._last_lr)
+            return
+        k1, k2, updates = self._ema(lipschitz)
+        lr = self._lr_rule(lipschitz, k1, k2, updates)
+        if not math.isfinite(lr) or lr <= 0:
+            self.skipped += 1
+            logger.warning("LipschitzLR: unusable LR %r at epoch %d (L=%r); LR left at %s",
+                           lr, self.last_epoch, lipschitz, self._last_lr)
+            return
+        self.k1, self.k2, self.updates, self.last_lipschitz = k1, k2, updates, lipschitz
+        if self.max_lr is not None and lr > self.max_lr:
+            logger.info("LipschitzLR: LR %.4g capped at max_lr=%.4g", lr, self.max_lr)
+            lr = self.max_lr
+        self._set_lr(lr)
+
+    def _lipschitz(self, stats: _EpochStats) -> float:
+        max_weight_norm = 0.0
+        if self.weight_decay > 0:
+            with torch.no_grad():
+                max_weight_norm = max(float(p.detach().norm()) for p in self.model.parameters())
+        k_y = _to_float(stats.k_y)
+        if self.loss == "mse" and k_y is None:
+            raise RuntimeError("LipschitzLR: loss='mse' saw no targets this epoch; call the criterion "
+                               "passed as criterion= on the model's outputs")
+        return lipschitz_constant(self.loss, float(stats.k_z), self.batch_size or stats.batch_size,
+                                  num_classes=stats.num_classes, k_a=_to_float(stats.k_a), k_y=k_y,
+                                  weight_decay=self.weight_decay, max_weight_norm=max_weight_norm)
+
+    def _ema(self, lipschitz: float) -> tuple[float, float, int]:
+        beta1, beta2 = self.betas
+        k1 = beta1 * self.k1 + (1 - beta1) * lipschitz
+        k2 = beta2 * self.k2 + (1 - beta2) * lipschitz ** 2
+        return k1, k2, self.updates + 1
+
+    def _lr_rule(self, lipschitz: float, k1: float, k2: float, updates: int) -> float:
+        if self.bias_correction:
+            k1 = k1 / (1 - self.betas[0] ** updates)
+            k2 = k2 / (1 - self.betas[1] ** updates)
+        if self.variant == "sgd":
+            return 1.0 / lipschitz
+        if self.variant == "momentum":
+            return 1.0 / k1
+        if self.variant == "rmsprop":
+            return math.sqrt(k2 + self.eps) / lipschitz
+        return math.sqrt(k2 + self.eps) / k1
+
+    def _set_lr(self, lr: float) -> None:
+        for group, scale in zip(self.optimizer.param_groups, self.scales):
+            group["lr"] = scale * lr
+        self._last_lr = [float(group["lr"]) for group in self.optimizer.param_groups]
+
+    def get_lr(self) -> list[float]:
+        """The LRs currently set (the rule needs activations, so there is no closed form)."""
+        return list(self._last_lr)
+
+    def remove_hooks(self) -> None:
+        """Detach the forward hooks (the scheduler stops collecting)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    # ---- resume -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """EMAs, counters, current LRs and the partial epoch's maxima (tensor-free)."""
+        return {"epoch": self.last_epoch, "k1": self.k1, "k2": self.k2, "updates": self.updates,
+                "skipped": self.skipped, "last_lipschitz": self.last_lipschitz, "lrs": list(self._last_lr),
+                "stats": self._stats.as_floats()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue the saved run: same EMAs, same LRs, same partial-epoch maxima."""
+        try:
+            lrs = [float(lr) for lr in state_dict["lrs"]]
+            stats = _EpochStats.from_floats(state_dict["stats"])
+            epoch, updates = int(state_dict["epoch"]), int(state_dict["updates"])
+            k1, k2, skipped = float(state_dict["k1"]), float(state_dict["k2"]), int(state_dict["skipped"])
+            last = state_dict["last_lipschitz"]
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"LipschitzLR.load_state_dict: not a LipschitzLR state: {state_dict!r}") from None
+        if len(lrs) != len(self.optimizer.param_groups):
+            raise ValueError(f"LipschitzLR.load_state_dict: saved {len(lrs)} LRs, the optimizer has "
+                             f"{len(self.optimizer.param_groups)} param groups")
+        self.last_epoch, self.k1, self.k2, self.updates, self.skipped = epoch, k1, k2, updates, skipped
+        self.last_lipschitz = None if last is None else float(last)
+        self._stats = stats
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        self._last_lr = lrs
+
+
+def _infer_variant(optimizer: Optimizer) -> str:
+    if isinstance(optimizer, torch.optim.SGD):
+        return "momentum" if optimizer.param_groups[0].get("momentum", 0) > 0 else "sgd"
+    if isinstance(optimizer, torch.optim.RMSprop):
+        return "rmsprop"
+    if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
+        return "adam"
+    raise ValueError(f"LipschitzLR: cannot infer the variant for {type(optimizer).__name__}; "
+                     f"pass variant= one of {VARIANTS}")
+
+
+def _optimizer_betas(optimizer: Optimizer, variant: str) -> tuple[float, float]:
+    group = optimizer.param_groups[0]
+    if variant == "momentum" and "momentum" in group:
+        return float(group["momentum"]), 0.0
+    if variant == "rmsprop" and "alpha" in group:
+        return 0.0, float(group["alpha"])
+    if variant == "adam" and "betas" in group:
+        return float(group["betas"][0]), float(group["betas"][1])
+    if variant == "sgd":
+        return 0.0, 0.0
+    raise ValueError(f"LipschitzLR: variant={variant!r} on {type(optimizer).__name__}: its betas cannot be read "
+                     "from the optimizer; pass betas=(beta1, beta2)")
+
+
+def _check_positive(name: str, value: Any, allow_zero: bool = False) -> None:
+    ok = _is_real(value) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        allowed = "a finite number >= 0" if allow_zero else "a finite number > 0"
+        raise ValueError(f"LipschitzLR: {name} must be {allowed}, got {value!r}")
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
