@@ -1,6 +1,8 @@
 """Command-line interface: argument parsing only; the work happens in the library."""
 
-from lrkit.cli import demo, plot  # noqa: F401  (registers commands)
+from lrkit.cli import compare, demo, plot  # noqa: F401  (registers commands)
+from lrkit.cli import finetune  # noqa: F401  (registers `lrkit finetune`)
+from lrkit.cli import report  # noqa: F401  (registers `lrkit report`)
 from lrkit.cli.app import app
 
 

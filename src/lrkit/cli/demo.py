@@ -1,4 +1,4 @@
-"""`lrkit demo`: the main job (for now: a gallery of every schedule family)."""
+"""`lrkit demo`: the main job — an LR case study on bundled real data."""
 
 from __future__ import annotations
 
@@ -6,25 +6,36 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from lrkit.cli.app import app
 
 
 @app.command()
 def demo(
-    output_dir: Path = typer.Option(Path("lrkit-demo"), "--output-dir", "-o", help="Folder for the demo's files."),
+    quick: bool = typer.Option(False, "--quick", help="Every strategy, 1 seed, 4 epochs (about a minute)."),
+    output_dir: Path = typer.Option(None, "--output-dir", "-o",
+                                    help="Folder for runs.sqlite, report.html and schedules.png "
+                                         "(default: lrkit-demo or lrkit-demo-quick)."),
+    workers: int = typer.Option(None, "--workers", "-w", min=1, help="Parallel trials (default: all cores)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Draw every schedule family lrkit offers and list the spec that makes each one."""
-    from lrkit.gallery import EXAMPLE_SPECS, render_gallery
+    """Run the LR case study: every default strategy (constant LRs too small / too large / from
+    the LR finder, step, multistep, exponential, cosine, warmup+cosine, SGDR, CLR, one-cycle,
+    plateau, Lipschitz, Adagrad, RMSprop, Adadelta, Adam) on MNIST-1D with 3 seeds; store the
+    runs in SQLite, write an HTML report and print the ranking. Re-running resumes.
+    """
+    from lrkit.cli.ranking import print_ranking
+    from lrkit.experiments.casestudy import FULL, QUICK, run_case_study
+    from lrkit.report import load_runs, summarize
 
-    path = render_gallery(output_dir / "schedules.png")
-    table = Table(title="lrkit schedule families (write any of these specs in `lrkit plot`)")
-    table.add_column("family")
-    table.add_column("spec")
-    for title, spec in EXAMPLE_SPECS.items():
-        table.add_row(title, escape(spec))
+    study = QUICK if quick else FULL
+    out = output_dir or Path("lrkit-demo-quick" if quick else "lrkit-demo")
     console = Console()
-    console.print(table)
-    console.print(f"gallery written to [bold]{path}[/bold]")
+    console.print(f"lrkit case study: {len(study.strategies)} strategies x {study.seeds} seed(s) x "
+                  f"{study.epochs} epochs on {study.task} -> {out}/")
+    result = run_case_study(study, out, workers=workers, progress=not quiet)
+    print_ranking(summarize(load_runs(result.db, task=study.task)), console)
+    console.print(f"report:   [bold]{result.report}[/bold]\ngallery:  {result.gallery}\nresults:  {result.db}")
+    if result.sweep.failed:
+        console.print(f"[red]{len(result.sweep.failed)} run(s) failed; see the log above[/red]")
+        raise typer.Exit(1)

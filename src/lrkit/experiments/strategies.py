@@ -79,9 +79,9 @@ def _progress(spec: str) -> str:
 
 
 DEFAULT_STRATEGIES: tuple[Strategy, ...] = (
-    Strategy("const-too-small", "SGD, constant LR 100x below the finder's", lr_factor=0.01),
-    Strategy("const-too-large", "SGD, constant LR 10x above the finder's", lr_factor=10.0),
-    Strategy("const-finder", "SGD, constant LR from the LR range test"),
+    Strategy("constant-too-small", "SGD, constant LR 100x below the finder's", lr_factor=0.01),
+    Strategy("constant-too-large", "SGD, constant LR 10x above the finder's", lr_factor=10.0),
+    Strategy("constant-finder", "SGD, constant LR from the LR range test"),
     Strategy("step", "SGD, x0.1 at 1/3 and 2/3 of training",
              schedule=_progress("step(lr={lr}, step_size=0.34, gamma=0.1)")),
     Strategy("multistep", "SGD, x0.1 at 50 % and 75 % of training",

@@ -1,0 +1,93 @@
+"""`lrkit compare`: train strategies x seeds on a task into a results store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from lrkit.cli.app import app
+
+
+def _list_choices(console: Console) -> None:
+    from lrkit.experiments.strategies import DEFAULT_STRATEGIES
+    from lrkit.tasks import available_tasks, get_task
+
+    tasks = Table(title="tasks (--task)")
+    tasks.add_column("name")
+    tasks.add_column("description")
+    for name in available_tasks():
+        tasks.add_row(name, escape(get_task(name).description))
+    strategies = Table(title="strategies (--strategies a,b,c)")
+    strategies.add_column("name")
+    strategies.add_column("what it does")
+    for strategy in DEFAULT_STRATEGIES:
+        strategies.add_row(strategy.name, escape(strategy.description))
+    console.print(tasks, strategies)
+
+
+@app.command()
+def compare(
+    task: str = typer.Option(None, "--task", "-t", help="Bundled or registered task (see --list)."),
+    strategies: str = typer.Option(None, "--strategies", "-s", help="Comma-separated strategy names (default: all)."),
+    custom: list[str] = typer.Option(None, "--strategy", help='Extra strategy NAME=TEMPLATE, e.g. '
+                                     '"wc=warmup(cosine(lr={lr}, decay_steps={total_steps}), steps={steps_per_epoch})". '
+                                     "Fields: {lr} (finder LR), {total_steps}, {steps_per_epoch}, {epochs}."),
+    seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds per strategy (0..N-1)."),
+    epochs: int = typer.Option(None, "--epochs", "-e", min=1, help="Epochs per run (default: the task's)."),
+    batch_size: int = typer.Option(None, "--batch-size", "-b", min=1, help="Batch size (default: the task's)."),
+    db: Path = typer.Option(Path("runs.sqlite"), "--db", help="SQLite results store (created or resumed)."),
+    workers: int = typer.Option(None, "--workers", "-w", min=1, help="Parallel trials (default: all cores)."),
+    backend: str = typer.Option("process", "--backend", help="process (local pool) or ray."),
+    address: str = typer.Option(None, "--address", help="Ray cluster address (with --backend ray)."),
+    report: Path = typer.Option(None, "--report", "-r", help="Also write the HTML report here."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    list_choices: bool = typer.Option(False, "--list", help="List tasks and strategies, then exit."),
+) -> None:
+    """Train every (strategy, seed) on a task, store each run in SQLite, print the ranking.
+
+    Re-running the same command trains only the runs the store does not hold yet, so an
+    interrupted sweep (Ctrl-C, kill -9) resumes where it stopped.
+
+    Example:  lrkit compare --task mnist1d-cnn --strategies cosine,one-cycle,adam --seeds 3 --report r.html
+    """
+    from lrkit.experiments.runner import plan, run_sweep
+    from lrkit.experiments.store import StoreError
+    from lrkit.experiments.strategies import select_strategies
+    from lrkit.tasks import get_task
+
+    console = Console()
+    if list_choices:
+        _list_choices(console)
+        return
+    if task is None:
+        raise typer.BadParameter("choose a task (see --list)", param_hint="--task")
+    try:
+        task_spec = get_task(task)
+        chosen = select_strategies(strategies, custom)
+        trials = plan(task, chosen, seeds, epochs or task_spec.epochs, batch_size or task_spec.batch_size)
+        sweep = run_sweep(trials, db, workers=workers, backend=backend, address=address, progress=not quiet)
+    except StoreError as err:
+        raise typer.BadParameter(str(err), param_hint="--db") from None
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    console.print(f"trained {len(sweep.trained)} run(s), {sweep.skipped} already stored, "
+                  f"{len(sweep.failed)} failed -> {db}")
+    _print_summary(console, db, task, report)
+    if sweep.failed:
+        for trial, error in sweep.failed:
+            console.print(f"[red]failed:[/red] {escape(trial.strategy.name)} seed {trial.seed}: "
+                          f"{escape(error.strip().splitlines()[-1])}")
+        raise typer.Exit(1)
+
+
+def _print_summary(console: Console, db: Path, task: str, report: Path | None) -> None:
+    from lrkit.cli.ranking import print_ranking
+    from lrkit.report import load_runs, summarize, write_report
+
+    print_ranking(summarize(load_runs(db, task=task)), console)
+    if report is not None:
+        console.print(f"report: [bold]{write_report(db, report, task=task)}[/bold]")
