@@ -74,6 +74,8 @@ class Schedule:
         """Rebuild a schedule from `to_dict` output (only registered names are accepted)."""
         if not isinstance(data, dict) or "name" not in data:
             raise ValueError(f"a schedule dict needs a 'name' key, got {data!r}")
+        if not all(isinstance(key, str) for key in data):
+            raise ValueError(f"a schedule dict's keys must be strings, got {list(data)!r}")
         params = {key: _decode(value) for key, value in data.items() if key != "name"}
         return build(data["name"], **params)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import warnings
 from typing import Any
 
 from lrkit.schedules.base import Schedule, build, registered_names
@@ -33,7 +34,9 @@ def parse(spec: str) -> Schedule:
     if not text or len(text) > MAX_SPEC_LENGTH:
         raise ValueError(f"a schedule spec must be 1 to {MAX_SPEC_LENGTH} characters, got {len(text)}")
     try:
-        tree = ast.parse(text, mode="eval")
+        with warnings.catch_warnings():  # e.g. "invalid decimal literal": the error below says it
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(text, mode="eval")
     except SyntaxError as err:
         raise ValueError(f"bad schedule spec at column {err.offset or 1}: {err.msg}: {text!r}") from None
     except (RecursionError, MemoryError, ValueError):
@@ -81,6 +84,8 @@ def _call(node: ast.Call) -> Schedule:
     for keyword in node.keywords:
         if keyword.arg is None:
             raise _SpecError(keyword.value, "'**' is not allowed in a spec")
+        if keyword.arg in kwargs:  # ast.parse accepts repeats; only compile() refuses them
+            raise _SpecError(keyword.value, f"keyword argument {keyword.arg!r} repeated")
         kwargs[keyword.arg] = _interpret(keyword.value)
     try:
         return build(name, *args, **kwargs)
