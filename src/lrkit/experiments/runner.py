@@ -107,8 +107,11 @@ def _run_here(trials: list[Trial]) -> Iterator[Outcome]:
 
 
 def _run_processes(trials: list[Trial], workers: int) -> Iterator[Outcome]:
-    # spawn: no fork of a process that already runs torch threads
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    # forkserver: workers fork from a clean server that has imported torch and lrkit once
+    # (fast start), never from this process, which may already run torch threads.
+    context = get_context("forkserver")
+    context.set_forkserver_preload(["lrkit.experiments.training"])
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending = {pool.submit(_attempt, trial) for trial in trials}
         try:
             while pending:

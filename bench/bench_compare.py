@@ -1,0 +1,107 @@
+"""Comparison-runner benchmarks (issue: the LR case study).
+
+1. Sweep throughput: the same trials with 2 workers vs 1, wall-clock ratio (target >= 1.8x
+   on 2 cores).
+2. Time to target ("super-convergence", Smith & Topin 2018): train the constant-LR baseline
+   (the LR range test's LR, full budget B epochs) and finder LR + one-cycle with budgets
+   B/8, B/4, B/2, B; report the smallest budget whose mean final accuracy reaches the
+   baseline's mean final accuracy, as a fraction of the baseline's steps (target <= 0.25).
+   Also the step at which the full-budget one-cycle run's validation accuracy first reaches
+   the baseline's final accuracy.
+
+    .venv/bin/python bench/bench_compare.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+from lrkit.experiments.runner import plan, run_sweep
+from lrkit.experiments.strategies import Strategy, default_strategies
+
+BASELINE = Strategy("constant-finder", "SGD, constant LR from the LR range test")
+
+
+def one_cycle(epochs: int) -> Strategy:
+    template = default_strategies()["one-cycle"]
+    return Strategy(f"one-cycle-{epochs}ep", template.description, schedule=template.schedule,
+                    momentum=template.momentum)
+
+
+def throughput(task: str, epochs: int, trials_per_run: int, tmp: Path) -> tuple[float, float]:
+    strategies = [Strategy(f"cosine-{i}", "bench", lr=0.02 * (i + 1), schedule="cosine(lr={lr}, decay_steps={total_steps})")
+                  for i in range(trials_per_run)]
+    trials = plan(task, strategies, seeds=1, epochs=epochs, batch_size=100)
+    times = {}
+    for workers in (1, 2):
+        start = time.perf_counter()
+        report = run_sweep(trials, tmp / f"throughput-{workers}.sqlite", workers=workers, progress=False)
+        times[workers] = time.perf_counter() - start
+        assert len(report.trained) == len(trials) and not report.failed
+    return times[1], times[2]
+
+
+def time_to_target(task: str, epochs: int, batch_size: int, seeds: int, tmp: Path) -> dict:
+    budgets = sorted({max(1, epochs // 8), max(1, epochs // 4), max(1, epochs // 2), epochs})
+    db = tmp / f"ttt-{task}.sqlite"
+    runs = run_sweep(plan(task, [BASELINE], seeds, epochs, batch_size), db, progress=False).trained
+    for budget in budgets:
+        runs += run_sweep(plan(task, [one_cycle(budget)], seeds, budget, batch_size), db, progress=False).trained
+    by_name: dict[str, list] = {}
+    for run in runs:
+        by_name.setdefault(run.strategy, []).append(run)
+    baseline = statistics.mean(r.final_metric for r in by_name[BASELINE.name])
+    steps_per_epoch = len(by_name[BASELINE.name][0].step_lr) // epochs
+    rows = []
+    reached_budget = None
+    for budget in budgets:
+        final = statistics.mean(r.final_metric for r in by_name[one_cycle(budget).name])
+        rows.append((budget, final))
+        if reached_budget is None and final >= baseline:
+            reached_budget = budget
+    full = by_name[one_cycle(epochs).name]
+    first_epochs = [next((i for i, m in enumerate(r.epoch_metric, 1) if m >= baseline), None) for r in full]
+    return {"baseline": baseline, "rows": rows, "reached_budget": reached_budget, "epochs": epochs,
+            "steps_per_epoch": steps_per_epoch, "first_epochs": first_epochs,
+            "base_lrs": [r.base_lr for r in by_name[BASELINE.name]]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="lrkit comparison-runner benchmarks")
+    parser.add_argument("--quick", action="store_true", help="smaller settings (a smoke run)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    print(f"Measured {date.today()} on {platform.machine()}, {platform.python_version()}, torch {torch.__version__}\n")
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        serial, parallel = throughput("mnist1d-cnn", 3 if args.quick else 10, 4 if args.quick else 16, tmp)
+        print("## Sweep throughput\n")
+        print("| trials | workers=1 s | workers=2 s | speed-up |\n|---:|---:|---:|---:|")
+        print(f"| {4 if args.quick else 16} x mnist1d-cnn | {serial:.1f} | {parallel:.1f} | {serial / parallel:.2f}x |\n")
+        print("## Time to target (finder LR + one-cycle vs constant finder LR)\n")
+        print("| task | baseline epochs | baseline final acc | one-cycle budget -> final acc | "
+              "smallest budget reaching baseline | fraction of baseline steps |")
+        print("|---|---:|---:|---|---:|---:|")
+        settings = [("mnist1d-cnn", 8 if args.quick else 40, 100, 1 if args.quick else 3),
+                    ("mnist-cnn", 2 if args.quick else 8, 64, 1 if args.quick else 2)]
+        for task, epochs, batch_size, seeds in settings:
+            result = time_to_target(task, epochs, batch_size, seeds, tmp)
+            budgets = ", ".join(f"{b} ep -> {acc * 100:.1f} %" for b, acc in result["rows"])
+            reached = result["reached_budget"]
+            fraction = f"{reached / epochs:.3f}" if reached else "not reached"
+            print(f"| {task} | {epochs} | {result['baseline'] * 100:.1f} % | {budgets} | "
+                  f"{f'{reached} ep' if reached else '—'} | {fraction} |")
+            print(f"<!-- {task}: full-budget one-cycle first reaches the baseline at epochs {result['first_epochs']}; "
+                  f"finder LRs {[round(x, 4) for x in result['base_lrs']]} -->")
+
+
+if __name__ == "__main__":
+    main()
