@@ -20,6 +20,7 @@ _LAZY = {
     "freeze": "lrkit.torch",
     "unfreeze": "lrkit.torch",
     "GradualUnfreezing": "lrkit.torch",
+    "find_lr": "lrkit.torch",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,0 +1,189 @@
+"""lrkit.suggest: hand-derived values, and agreement with fastai's own loops on random curves."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lrkit import suggest as S
+
+
+# -- reference implementations: fastai/callback/schedule.py (fastai 2.7), loops as published --
+def fastai_valley(lrs, losses):
+    n = len(losses)
+    max_start, max_end = 0, 0
+    lds = [1] * n
+    for i in range(1, n):
+        for j in range(0, i):
+            if (losses[i] < losses[j]) and (lds[i] < lds[j] + 1):
+                lds[i] = lds[j] + 1
+            if lds[max_end] < lds[i]:
+                max_end = i
+                max_start = max_end - lds[max_end]
+    sections = (max_end - max_start) / 3
+    idx = max_start + int(sections) + int(sections / 2)
+    return float(lrs[idx])
+
+
+def fastai_wraps_around(losses):
+    """True where fastai's valley index is -1: the longest descent has 2 points, from index 0."""
+    lds = [1] * len(losses)
+    for i in range(1, len(losses)):
+        lds[i] = 1 + max([lds[j] for j in range(i) if losses[j] > losses[i]], default=0)
+    end = int(np.argmax(lds))
+    return lds[end] == 2 and end - lds[end] == -1
+
+
+def fastai_slide(lrs, losses, lr_diff=15, thresh=.005, adjust_value=1.):
+    loss_grad = np.gradient(losses)
+    r_idx = -1
+    l_idx = r_idx - lr_diff
+    local_min_lr = lrs[l_idx]
+    while (l_idx >= -len(losses)) and (abs(loss_grad[r_idx] - loss_grad[l_idx]) > thresh):
+        local_min_lr = lrs[l_idx]
+        r_idx -= 1
+        l_idx -= 1
+    return float(local_min_lr) * adjust_value
+
+
+def fastai_steep(lrs, losses):
+    grads = (losses[1:] - losses[:-1]) / (np.log(lrs[1:]) - np.log(lrs[:-1]))
+    return float(lrs[1:][grads.argmin()])
+
+
+curves = st.integers(min_value=16, max_value=80).flatmap(
+    lambda n: st.tuples(st.just(np.logspace(-6, 1, n)),
+                        st.lists(st.floats(0.01, 5.0), min_size=n, max_size=n).map(np.array)))
+
+
+@given(curves)
+def test_heuristics_match_fastai_loops(curve):
+    lrs, losses = curve
+    expected = lrs[0] if fastai_wraps_around(losses) else fastai_valley(lrs, losses)
+    assert S.valley(lrs, losses) == expected
+    assert S.slide(lrs, losses) == fastai_slide(lrs, losses)
+    assert S.steepest(lrs, losses) == fastai_steep(lrs, losses)
+    assert S.minimum(lrs, losses) == lrs[np.argmin(losses)] / 10
+
+
+def test_steepest_by_hand():
+    # slopes per unit ln(lr): -0.1/ln10, -0.4/ln10, +0.3/ln10 -> the second, ending at lr 0.1
+    assert S.steepest([1e-3, 1e-2, 1e-1, 1.0], [1.0, 0.9, 0.5, 0.8]) == pytest.approx(0.1)
+    # a linear sweep: slopes -1/ln2 = -1.443, -0.5/ln1.5 = -1.233, -0.1/ln(4/3) = -0.348 -> lr 2
+    assert S.steepest([1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.5, 2.4]) == 2.0
+
+
+def test_valley_by_hand():
+    # longest decreasing run ending at i: 1 2 1 3 4 4 5 1 -> end 6, start 6-5 = 1,
+    # sections 5/3 -> index 1 + int(1.67) + int(0.83) = 2
+    lrs = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    assert S.valley(lrs, [5, 4, 6, 3, 2, 2.5, 1, 7]) == 3.0
+
+
+def test_valley_clamps_where_fastai_wraps_around():
+    # longest descent (0, 1) of 2 points: end 1, start 1 - 2 = -1, index -1 + 0 + 0 -> fastai: lrs[-1]
+    assert fastai_valley([1.0, 2.0, 3.0], [2.0, 1.0, 3.0]) == 3.0
+    assert S.valley([1.0, 2.0, 3.0], [2.0, 1.0, 3.0]) == 1.0
+    assert S.valley([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == 1.0  # nothing falls: fastai's 0 too
+
+
+def test_minimum_by_hand():
+    assert S.minimum([0.1, 1.0, 10.0], [3.0, 1.0, 2.0]) == pytest.approx(0.1)
+
+
+def test_slide_by_hand():
+    lrs = np.arange(1.0, 21.0)
+    # constant gradient: the first window already agrees -> lrs[-16] = lrs[4] = 5
+    assert S.slide(lrs, 10.0 - 0.1 * np.arange(20)) == 5.0
+    # gradient changes by 1 per step at the right end only: windows whose right end sees the
+    # quadratic part differ; the window (1, 16) is linear on both ends -> last differing left 2
+    losses = np.where(np.arange(20) < 17, 10.0 - 0.1 * np.arange(20), 0.0)
+    losses[17:] = losses[16] + np.array([1.0, 3.0, 6.0])
+    grads = np.gradient(losses)
+    assert abs(grads[16] - grads[1]) > 0.005 and abs(grads[15] - grads[0]) <= 0.005
+    assert S.slide(lrs, losses) == 2.0
+
+
+def test_clr_bounds_by_hand():
+    lrs, losses = [1e-3, 1e-2, 1e-1, 1.0], [2.0, 1.5, 1.0, 3.0]
+    assert S.clr_bounds(lrs, losses) == pytest.approx((0.025, 0.1))
+    assert S.clr_bounds(lrs, losses, ratio=3.0) == pytest.approx((0.1 / 3, 0.1))
+
+
+def _falling_then_rising(n=100, tail_dip=True):
+    lrs = np.logspace(-5, 1, n)
+    x = np.log10(lrs)
+    losses = 2.3 - 2.0 / (1.0 + np.exp(-2.5 * (x + 2.5)))  # falls around 1e-2.5
+    losses = np.where(x > -0.5, losses + 3.0 * (x + 0.5) ** 2, losses)  # rises after 0.3
+    if tail_dip:  # a steep noisy drop in the diverging tail (what fools a global steepest rule)
+        losses[-6] -= 3.0
+    return lrs, losses
+
+
+def test_consensus_ignores_the_diverging_tail():
+    lrs, losses = _falling_then_rising()
+    lowest = lrs[np.argmin(losses)]
+    assert S.steepest(lrs, losses) > lowest  # the plain rule is fooled by the tail dip
+    parts = S._candidates(lrs, losses)
+    assert set(parts) == {"steepest", "valley", "minimum", "slide"}
+    assert parts["steepest"] <= lowest and parts["slide"] <= lowest
+    expected = 10 ** np.median(np.log10(list(parts.values())))
+    assert S.consensus(lrs, losses) == pytest.approx(expected, rel=1e-12)
+    assert S.consensus(lrs, losses) < lowest
+
+
+def test_suggest_reports_every_heuristic_interval_and_confidence():
+    lrs, losses = _falling_then_rising(tail_dip=False)
+    found = S.suggest(lrs, losses, method="consensus")
+    assert set(found.suggestions) == set(S.HEURISTICS)
+    assert found.lr == found.suggestions["consensus"]
+    parts = S._candidates(lrs, losses)
+    assert found.interval == (min(parts.values()), max(parts.values()))
+    spread = math.log10(found.interval[1] / found.interval[0])
+    assert found.confidence == ("high" if spread <= 0.5 else "medium" if spread <= 1 else "low")
+    assert found.notes == ()
+    assert S.suggest(lrs, losses).method == S.DEFAULT_METHOD
+
+
+def test_suggest_flags_a_noisy_curve():
+    rng = np.random.default_rng(0)
+    lrs = np.logspace(-6, 0, 100)
+    raw = 2.3 - 0.02 * np.linspace(0, 1, 100) ** 2 + rng.normal(0, 0.2, 100)
+    raw[-1] = 5.0
+    smooth = np.convolve(raw, np.ones(9) / 9, mode="same")
+    found = S.suggest(lrs, smooth, raw)
+    assert found.confidence == "low"
+    assert any("too noisy" in note for note in found.notes)
+
+
+def test_suggest_flags_a_curve_that_never_stops_falling():
+    lrs = np.logspace(-6, 0, 50)
+    found = S.suggest(lrs, np.linspace(3.0, 1.0, 50))
+    assert found.confidence == "low" and any("still falling" in note for note in found.notes)
+
+
+def test_short_curves_leave_out_slide():
+    found = S.suggest([1e-3, 1e-2, 1e-1, 1.0], [2.0, 1.0, 0.5, 3.0], method="valley")
+    assert "slide" not in found.suggestions
+    with pytest.raises(ValueError, match="'slide' needs at least 16 points"):
+        S.suggest([1e-3, 1e-2, 1e-1, 1.0], [2.0, 1.0, 0.5, 3.0], method="slide")
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: S.steepest([1, 2], [1.0]), "same length"),
+    (lambda: S.steepest([1.0], [1.0]), "at least 2 points"),
+    (lambda: S.valley([1, 2], [1.0, float("nan")]), "finite"),
+    (lambda: S.minimum([2, 1], [1.0, 2.0]), "strictly increasing"),
+    (lambda: S.minimum([0, 1], [1.0, 2.0]), "> 0"),
+    (lambda: S.slide(np.arange(1, 21), np.ones(20), lr_diff=0), "lr_diff must be an integer >= 1, got 0"),
+    (lambda: S.slide(np.arange(1, 21), np.ones(20), thresh=-1), "thresh must be > 0, got -1"),
+    (lambda: S.clr_bounds([1, 2], [1, 2], ratio=1.0), r"ratio must be in \(1.0, inf\), got 1.0"),
+    (lambda: S.suggest([1, 2], [1, 2], method="magic"), "method must be one of .*got 'magic'"),
+])
+def test_bad_arguments_are_named(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
