@@ -1,0 +1,190 @@
+"""Report summary: aggregates, ranking, steps to target, Welch verdict, formatting, loading."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+
+import numpy as np
+import pytest
+from report_runs import (STEPS_PER_EPOCH, classification_runs, make_run, regression_runs,
+                         write_store)
+from scipy import stats
+
+from lrkit.experiments.store import StoreError
+from lrkit.report import load_runs, summarize
+from lrkit.report.plots import smooth
+from lrkit.report.summary import format_metric, format_steps, pick_baseline, welch_t_test
+from lrkit.schedules import constant
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return write_store(tmp_path_factory.mktemp("report") / "runs.sqlite", classification_runs() + regression_runs())
+
+
+@pytest.fixture(scope="module")
+def digits(store):
+    return load_runs(store, task="digits-mlp")
+
+
+def _finals(runs, strategy):
+    return [r.row.final_metric for r in runs if r.row.strategy == strategy and not r.diverged]
+
+
+def test_format_metric_uses_two_significant_digits_of_the_std():
+    assert format_metric(0.97312, 0.00423, percent=True) == "97.31 % ± 0.42"
+    assert format_metric(2934.6, 41.2) == "2,935 ± 41"
+    assert format_metric(0.012345, 0.00056) == "0.01235 ± 0.00056"
+    assert format_metric(0.9, 0.0, percent=True) == "90.00 % ± 0.00"
+    assert format_metric(0.5) == "0.5000"
+    assert format_metric(math.nan, 0.1) == "—"
+    assert format_steps(1240.0) == "1,240" and format_steps(math.inf) == "not reached"
+
+
+def test_welch_t_test_matches_hand_values_and_scipy():
+    # means 2 and 5, variances 1 and 1, n = 3: t = -3 / sqrt(2/3), df = 4
+    t, p = welch_t_test([1, 2, 3], [4, 5, 6])
+    assert t == pytest.approx(-3 / math.sqrt(2 / 3))
+    assert p == pytest.approx(2 * stats.t.sf(3 / math.sqrt(2 / 3), 4))
+    a, b = [0.91, 0.95, 0.93, 0.90], [0.89, 0.88, 0.93]
+    reference = stats.ttest_ind(a, b, equal_var=False)
+    assert welch_t_test(a, b) == pytest.approx((reference.statistic, reference.pvalue))
+    assert welch_t_test([1, 1], [2, 2]) == (-math.inf, 0.0)
+    with pytest.raises(ValueError, match="at least 2"):
+        welch_t_test([1.0], [1.0, 2.0])
+
+
+def test_smooth_is_the_debiased_ema_and_stops_at_the_first_nan():
+    # beta = 0.5: s = 0.5, 1.25, 2.125; debiased by 1 - 0.5^(t+1)
+    np.testing.assert_allclose(smooth(np.array([1.0, 2.0, 3.0]), 2.0), [1.0, 1.25 / 0.75, 2.125 / 0.875])
+    out = smooth(np.array([1.0, math.nan, 3.0]), 2.0)
+    assert out[0] == 1.0 and np.isnan(out[1:]).all()
+    with pytest.raises(ValueError, match="window"):
+        smooth(np.ones(3), 0.5)
+
+
+def test_aggregates_are_mean_and_sample_std_of_completed_seeds(digits):
+    summary = summarize(digits)
+    for name in ("one-cycle", "constant", "constant-large"):
+        finals = _finals(digits, name)
+        item = summary.strategy(name)
+        assert item.final_mean == pytest.approx(np.mean(finals))
+        assert item.final_std == pytest.approx(np.std(finals, ddof=1))
+        assert item.seeds == (0, 1, 2)
+    large = summary.strategy("constant-large")
+    assert (large.n_diverged, large.n_complete, len(large.final_values)) == (1, 2, 2)
+    assert summary.strategy("cosine").wall_time == pytest.approx(
+        np.mean([r.row.wall_time for r in digits if r.row.strategy == "cosine"]))
+    assert summary.strategy("one-cycle").peak_lr == pytest.approx(0.5)
+
+
+def test_ranking_honours_higher_is_better_and_puts_diverged_last(digits, store):
+    summary = summarize(digits)
+    assert [s.strategy for s in summary.ranking] == ["one-cycle", "cosine", "clr-triangular2", "constant",
+                                                     "constant-large"]
+    assert (summary.metric_name, summary.is_percent, summary.epochs, summary.seeds) == ("accuracy", True, 8, (0, 1, 2))
+    regression = summarize(load_runs(store, task="diabetes-mse"))
+    assert not regression.higher_is_better and not regression.is_percent
+    assert [s.strategy for s in regression.ranking] == ["one-cycle", "cosine", "constant"]
+    assert "lower (better)" in " ".join(regression.verdict)
+
+
+def test_a_strategy_that_diverged_once_ranks_below_a_worse_reliable_one(tmp_path):
+    runs = [make_run("t", "steady", seed, constant(0.1), 0.80, 1.0) for seed in range(3)]
+    runs += [make_run("t", "wild", seed, constant(1.0), 0.99, 1.0, diverge_at_epoch=3 if seed == 0 else None)
+             for seed in range(3)]
+    summary = summarize(load_runs(write_store(tmp_path / "r.sqlite", runs)))
+    assert summary.strategy("wild").final_mean > summary.strategy("steady").final_mean
+    assert [s.strategy for s in summary.ranking] == ["steady", "wild"]
+    assert "wild (1/3)" in summary.verdict[-1]
+
+
+def test_steps_to_target_default_is_the_baseline_median_final(digits):
+    summary = summarize(digits)
+    assert summary.baseline == "constant"
+    assert summary.target == pytest.approx(np.median(_finals(digits, "constant")))
+    for item in summary.ranking:
+        per_seed = []
+        for run in (r for r in digits if r.row.strategy == item.strategy):
+            reached = [e for e, m in zip(run.epochs["epoch"], run.epochs["metric"]) if m >= summary.target]
+            per_seed.append(reached[0] * STEPS_PER_EPOCH if reached else math.inf)
+        assert item.steps_to_target == np.median(per_seed)
+        assert item.n_reached == sum(math.isfinite(s) for s in per_seed)
+    assert summary.strategy("constant-large").steps_to_target == math.inf
+    assert summary.strategy("constant").total_steps == 8 * STEPS_PER_EPOCH
+
+
+def test_a_user_target_and_baseline_replace_the_defaults(digits):
+    summary = summarize(digits, target=0.5, baseline="cosine")
+    assert (summary.target, summary.target_source, summary.baseline) == (0.5, "given", "cosine")
+    first = [np.flatnonzero(r.epochs["metric"] >= 0.5)[0] + 1 for r in digits if r.row.strategy == "one-cycle"]
+    assert summary.strategy("one-cycle").steps_to_target == np.median(first) * STEPS_PER_EPOCH
+    assert "constant-LR baseline cosine" in " ".join(summary.verdict)
+
+
+def test_pick_baseline_prefers_constant_then_the_best_constant_variant():
+    finals = {"constant-too-small": 0.6, "constant-finder": 0.9, "constant-too-large": math.nan, "cosine": 0.95}
+    assert pick_baseline(list(finals), finals, True) == "constant-finder"
+    assert pick_baseline(["constant", *finals], finals, True) == "constant"
+    assert pick_baseline(["cosine"], finals, True) is None
+
+
+def test_without_a_baseline_there_is_no_default_target(digits):
+    summary = summarize([r for r in digits if "constant" not in r.row.strategy])
+    assert summary.target is None and summary.baseline is None
+    assert all(math.isnan(item.steps_to_target) for item in summary.ranking)
+
+
+def test_best_epoch_is_where_the_seed_mean_curve_peaks(tmp_path):
+    runs = [make_run("t", "s", seed, constant(0.1), 0.9, 1.0) for seed in range(2)]
+    for run in runs:
+        run.epoch_metric = [0.5, 0.8, 0.95, 0.9, 0.85, 0.8, 0.8, 0.7]
+    assert summarize(load_runs(write_store(tmp_path / "r.sqlite", runs))).ranking[0].best_epoch == 3
+
+
+def test_verdict_says_when_the_gap_is_within_seed_noise(tmp_path):
+    runs = [make_run("t", name, seed, constant(0.1), 0.9, 1.0) for name in ("a", "b") for seed in range(3)]
+    for run, final in zip(runs, [0.90, 0.80, 0.95, 0.91, 0.82, 0.86]):
+        run.epoch_metric[-1] = final
+    verdict = " ".join(summarize(load_runs(write_store(tmp_path / "r.sqlite", runs))).verdict)
+    assert "within the seed noise" in verdict and "No run diverged" in verdict
+    single = [make_run("t", name, 0, constant(0.1), 0.9 + 0.01 * i, 1.0) for i, name in enumerate("ab")]
+    verdict = " ".join(summarize(load_runs(write_store(tmp_path / "s.sqlite", single))).verdict)
+    assert "single seed" in verdict
+
+
+def test_the_winner_beats_the_runner_up_beyond_noise(digits):
+    verdict = summarize(digits).verdict
+    assert verdict[0].startswith("one-cycle wins with a final accuracy of ")
+    assert "runner-up, cosine" in verdict[1] and "larger than the seed noise" in verdict[1]
+
+
+@pytest.mark.parametrize("kwargs, match", [({"target": math.nan}, "target"), ({"baseline": "nope"}, "baseline")])
+def test_summarize_validates_its_arguments(digits, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        summarize(digits, **kwargs)
+
+
+def test_summarize_refuses_mixed_tasks_and_empty_input(store):
+    with pytest.raises(ValueError, match="one task"):
+        summarize(load_runs(store, task="digits-mlp") + load_runs(store, task="diabetes-mse"))
+    with pytest.raises(ValueError, match="empty"):
+        summarize([])
+
+
+def test_load_runs_errors_are_clear_and_never_create_a_file(tmp_path, store):
+    missing = tmp_path / "missing.sqlite"
+    with pytest.raises(FileNotFoundError, match="no such results store"):
+        load_runs(missing)
+    assert not missing.exists()
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE users (name TEXT)")
+    with pytest.raises(StoreError, match="not an lrkit results store"):
+        load_runs(foreign)
+    with pytest.raises(ValueError, match="several tasks"):
+        load_runs(store)
+    with pytest.raises(ValueError, match="'nope' is not in"):
+        load_runs(store, task="nope")
+    assert {r.row.strategy for r in load_runs(store, task="diabetes-mse")} == {"constant", "one-cycle", "cosine"}
