@@ -76,7 +76,10 @@ class Schedule:
             raise ValueError(f"a schedule dict needs a 'name' key, got {data!r}")
         if not all(isinstance(key, str) for key in data):
             raise ValueError(f"a schedule dict's keys must be strings, got {list(data)!r}")
-        params = {key: _decode(value) for key, value in data.items() if key != "name"}
+        try:
+            params = {key: _decode(value) for key, value in data.items() if key != "name"}
+        except RecursionError:
+            raise ValueError("a schedule dict is too deeply nested") from None
         return build(data["name"], **params)
 
     def to_spec(self) -> str:
