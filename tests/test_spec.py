@@ -265,6 +265,14 @@ def test_from_dict_refuses_bad_dicts(data):
         S.from_dict(data)
 
 
+def test_deeply_nested_dict_is_a_value_error():
+    data = {"name": "constant", "lr": 0.1}
+    for _ in range(5000):
+        data = {"name": "scale", "schedule": data, "factor": 1.0}
+    with pytest.raises(ValueError, match="too deeply nested"):
+        S.from_dict(data)
+
+
 def test_unknown_name_lists_the_known_ones():
     with pytest.raises(ValueError, match="known: .*cosine"):
         schedule_class("nope")
