@@ -20,6 +20,7 @@ _LAZY = {
     "freeze": "lrkit.torch",
     "unfreeze": "lrkit.torch",
     "GradualUnfreezing": "lrkit.torch",
+    "fine_tune": "lrkit.finetune",
     "find_lr": "lrkit.torch",
 }
 
