@@ -30,6 +30,12 @@ def classifier(classes: int = 3) -> nn.Sequential:
     return model
 
 
+def lipschitz_lr(*args, **kwargs) -> LipschitzLR:
+    """The hand-computed values below use the per-example norm unless a test says otherwise."""
+    kwargs.setdefault("norm", "per_example")
+    return LipschitzLR(*args, **kwargs)
+
+
 def sgd(model: nn.Module, **kwargs) -> torch.optim.SGD:
     return torch.optim.SGD(model.parameters(), lr=kwargs.pop("lr", 0.01), **kwargs)
 
@@ -64,7 +70,7 @@ def test_lipschitz_constant_validates(kwargs, message):
 def test_softmax_sgd_per_example_max_over_the_epoch():
     model = classifier()
     opt = sgd(model)
-    sched = LipschitzLR(opt, model, "softmax_ce")
+    sched = lipschitz_lr(opt, model, "softmax_ce")
     assert sched.variant == "sgd" and lr_of(opt) == 0.01  # epoch 0 keeps the optimizer's LR
     model(BATCH_A)
     model(BATCH_B)
@@ -77,10 +83,11 @@ def test_softmax_sgd_per_example_max_over_the_epoch():
     assert lr_of(opt) == pytest.approx(1 / (2 / 9 * 5))
 
 
-def test_frobenius_variant_is_the_authors_batch_norm():
+def test_frobenius_default_is_the_authors_batch_norm():
     model = classifier()
     opt = sgd(model)
-    sched = LipschitzLR(opt, model, "softmax_ce", norm="frobenius")
+    sched = LipschitzLR(opt, model, "softmax_ce")
+    assert sched.norm == "frobenius"
     model(BATCH_A)
     model(BATCH_B)
     sched.step()
@@ -94,7 +101,7 @@ def test_frobenius_variant_is_the_authors_batch_norm():
 def test_validation_passes_in_eval_mode_are_not_collected():
     model = classifier()
     opt = sgd(model)
-    sched = LipschitzLR(opt, model, "softmax_ce")
+    sched = lipschitz_lr(opt, model, "softmax_ce")
     model(BATCH_A)
     model.eval()
     with torch.no_grad():
@@ -107,7 +114,7 @@ def test_validation_passes_in_eval_mode_are_not_collected():
 def test_bce_by_hand():
     model = nn.Sequential(nn.Linear(2, 1))
     opt = sgd(model)
-    sched = LipschitzLR(opt, model, "bce")
+    sched = lipschitz_lr(opt, model, "bce")
     model(torch.tensor([[3.0, 4.0], [6.0, 8.0]]))
     sched.step()
     assert lr_of(opt) == pytest.approx(1 / (10 / 4))
@@ -120,7 +127,7 @@ def test_mse_by_hand_with_targets_from_the_criterion_and_l2_term():
         model[0].bias.zero_()
     criterion = nn.MSELoss()
     opt = sgd(model)
-    sched = LipschitzLR(opt, model, "mse", criterion=criterion, weight_decay=0.1)
+    sched = lipschitz_lr(opt, model, "mse", criterion=criterion, weight_decay=0.1)
     x, y = torch.tensor([[3.0, 4.0], [0.0, 1.0]]), torch.tensor([[1.0], [-2.0]])
     criterion(model(x), y)
     sched.step()
@@ -134,13 +141,13 @@ def test_mse_by_hand_with_targets_from_the_criterion_and_l2_term():
 def test_mse_needs_the_criterion():
     model = nn.Sequential(nn.Linear(2, 1))
     with pytest.raises(ValueError, match="criterion"):
-        LipschitzLR(sgd(model), model, "mse")
+        lipschitz_lr(sgd(model), model, "mse")
 
 
 def test_conv_last_layer_flattens_examples_and_reads_classes_from_channels():
     model = nn.Sequential(nn.Conv2d(1, 4, kernel_size=1, bias=False), nn.Flatten())
     opt = sgd(model)
-    sched = LipschitzLR(opt, model, "softmax_ce")
+    sched = lipschitz_lr(opt, model, "softmax_ce")
     x = torch.zeros(2, 1, 2, 2)
     x[0, 0] = torch.tensor([[1.0, 2.0], [2.0, 4.0]])  # norm 5
     model(x)
@@ -158,7 +165,7 @@ L_B_ALONE = 2 / 6 * 13
 def two_epochs(optimizer_factory, **kwargs) -> tuple[list[float], LipschitzLR]:
     model = classifier()
     opt = optimizer_factory(model)
-    sched = LipschitzLR(opt, model, "softmax_ce", **kwargs)
+    sched = lipschitz_lr(opt, model, "softmax_ce", **kwargs)
     lrs = []
     for batch in (BATCH_A, BATCH_B):
         model(batch)
@@ -180,7 +187,7 @@ def test_momentum_authors_first_epoch_handling():
     """The authors' momentum script: fixed LR 0.5 in epoch 0, K1 starting at 0.5."""
     model = classifier()
     opt = sgd(model, momentum=0.9, dampening=0.9)
-    sched = LipschitzLR(opt, model, "softmax_ce", initial_lr=0.5, ema_init=(0.5, 0.0))
+    sched = lipschitz_lr(opt, model, "softmax_ce", initial_lr=0.5, ema_init=(0.5, 0.0))
     assert lr_of(opt) == 0.5
     model(BATCH_A)
     sched.step()
@@ -225,7 +232,7 @@ def test_full_pass_mode_uses_current_weights_in_eval_mode_and_ignores_training_b
         model[0].bias.zero_()
     opt = sgd(model)
     loader = [(BATCH_A, torch.zeros(3, dtype=torch.long))]
-    sched = LipschitzLR(opt, model, "softmax_ce", full_pass_loader=loader)
+    sched = lipschitz_lr(opt, model, "softmax_ce", full_pass_loader=loader)
     assert lr_of(opt) == pytest.approx(0.9)  # computed at construction, dropout off (eval mode)
     assert model.training  # mode restored
     model(100 * BATCH_B)  # training batches are not collected in this mode
@@ -242,14 +249,14 @@ def test_full_pass_mse_reads_targets_from_the_loader():
         model[0].bias.zero_()
     loader = [(torch.tensor([[3.0, 4.0], [0.0, 1.0]]), torch.tensor([[1.0], [-2.0]]))]
     opt = sgd(model)
-    LipschitzLR(opt, model, "mse", full_pass_loader=loader)
+    lipschitz_lr(opt, model, "mse", full_pass_loader=loader)
     assert lr_of(opt) == pytest.approx(1 / 12.5)
 
 
 def test_full_pass_loader_must_be_reiterable():
     model = classifier()
     with pytest.raises(ValueError, match="re-iterable"):
-        LipschitzLR(sgd(model), model, "softmax_ce", full_pass_loader=iter([(BATCH_A, None)]))
+        lipschitz_lr(sgd(model), model, "softmax_ce", full_pass_loader=iter([(BATCH_A, None)]))
 
 
 def test_paper_inverse_lipschitz_constants_are_reproduced_with_the_frobenius_norm():
@@ -260,7 +267,7 @@ def test_paper_inverse_lipschitz_constants_are_reproduced_with_the_frobenius_nor
         x_train = torch.tensor(x_train, dtype=torch.float32)
         model = nn.Sequential(nn.Linear(x_train.shape[1], int(y.max()) + 1, bias=False))
         opt = sgd(model)
-        LipschitzLR(opt, model, "softmax_ce", norm="frobenius", full_pass_loader=[(x_train, None)])
+        lipschitz_lr(opt, model, "softmax_ce", norm="frobenius", full_pass_loader=[(x_train, None)])
         assert lr_of(opt) == pytest.approx(paper, rel=0.03)
 
 
@@ -270,7 +277,7 @@ def test_paper_inverse_lipschitz_constants_are_reproduced_with_the_frobenius_nor
 def test_non_finite_activations_leave_the_lr_and_emas_alone(bad, caplog):
     model = classifier()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    sched = LipschitzLR(opt, model, "softmax_ce")
+    sched = lipschitz_lr(opt, model, "softmax_ce")
     model(BATCH_A)
     sched.step()
     before = (lr_of(opt), sched.k1, sched.k2, sched.updates)
@@ -285,7 +292,7 @@ def test_non_finite_activations_leave_the_lr_and_emas_alone(bad, caplog):
 def test_epoch_without_training_batches_keeps_the_lr(caplog):
     model = classifier()
     opt = sgd(model)
-    sched = LipschitzLR(opt, model, "softmax_ce")
+    sched = lipschitz_lr(opt, model, "softmax_ce")
     with caplog.at_level(logging.WARNING, logger="lrkit.torch.lipschitz"):
         sched.step()
     assert lr_of(opt) == 0.01 and "no batch" in caplog.text
@@ -295,7 +302,7 @@ def test_max_lr_caps_and_groups_keep_their_ratios():
     model = classifier()
     opt = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.01},
                            {"params": model[2].parameters(), "lr": 0.1}], lr=0.01)
-    sched = LipschitzLR(opt, model, "softmax_ce", max_lr=0.5)
+    sched = lipschitz_lr(opt, model, "softmax_ce", max_lr=0.5)
     model(BATCH_A)
     sched.step()  # 1/L = 0.9, capped at 0.5
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.5, 5.0])
@@ -306,7 +313,7 @@ def test_resume_mid_epoch_continues_identically():
     def build():
         model = classifier()
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        return model, opt, LipschitzLR(opt, model, "softmax_ce", max_lr=10.0)
+        return model, opt, lipschitz_lr(opt, model, "softmax_ce", max_lr=10.0)
 
     model, opt, sched = build()
     for batches in ((BATCH_A,), (BATCH_B, BATCH_A)):
@@ -333,7 +340,7 @@ def test_resume_mid_epoch_continues_identically():
 def test_remove_hooks_stops_collection():
     model = classifier()
     opt = sgd(model)
-    sched = LipschitzLR(opt, model, "softmax_ce")
+    sched = lipschitz_lr(opt, model, "softmax_ce")
     sched.remove_hooks()
     model(BATCH_A)
     sched.step()
@@ -347,7 +354,7 @@ def test_training_with_lipschitz_lr_reduces_the_loss():
     y = torch.tensor(y)
     model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
     opt = sgd(model, lr=0.1)
-    sched = LipschitzLR(opt, model, "softmax_ce", norm="frobenius")
+    sched = lipschitz_lr(opt, model, "softmax_ce", norm="frobenius")
     criterion = nn.CrossEntropyLoss()
     losses = []
     for _ in range(15):
@@ -398,10 +405,10 @@ def test_bad_arguments_name_the_parameter(kwargs, message):
     model = classifier()
     args = dict(loss="softmax_ce") | kwargs
     with pytest.raises(ValueError, match=message):
-        LipschitzLR(sgd(model), model, **args)
+        lipschitz_lr(sgd(model), model, **args)
 
 
 def test_unknown_optimizer_needs_an_explicit_variant():
     model = classifier()
     with pytest.raises(ValueError, match="variant"):
-        LipschitzLR(torch.optim.Adagrad(model.parameters()), model, "softmax_ce")
+        lipschitz_lr(torch.optim.Adagrad(model.parameters()), model, "softmax_ce")

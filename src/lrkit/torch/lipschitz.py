@@ -88,7 +88,9 @@ def find_last_layer(model: nn.Module) -> nn.Module:
 
 def _batch_norm(t: Tensor, norm: str) -> Tensor:
     """Largest per-example L2 norm of a batch, or the Frobenius norm of the whole batch."""
-    t = t.detach().float()
+    t = t.detach()
+    if not t.is_floating_point() or t.dtype in (torch.float16, torch.bfloat16):
+        t = t.float()  # integer targets, and half precision whose squares overflow
     if t.ndim < 2:
         t = t.reshape(-1, 1)
     return t.flatten(1).norm(dim=1).amax() if norm == "per_example" else t.norm()
@@ -144,17 +146,18 @@ class LipschitzLR(LRScheduler):
     ``K_z`` with the current weights at construction (unless `initial_lr` is given) and at
     every `step()`, so each epoch's LR comes from the weights at its start.
 
-    **Which norm.** The paper's text defines ``K_z`` as the largest norm of an activation
-    vector, i.e. ``max_i ‖z_i‖`` over the examples of the epoch (``norm="per_example"``, the
-    default). The authors' code (github.com/yrahul3910/adaptive-lr-dnn, ``lr_schedule``) instead
-    takes ``np.linalg.norm`` of the whole batch activation matrix — the Frobenius norm
-    ``‖Z‖_F`` of each mini-batch, maximised over batches (``norm="frobenius"``); that is about
-    √m times larger and gives an LR about √m times smaller. Their inverse-L values for the
-    classical models (iris 1.936, digits 0.635) are reproduced only with ``"frobenius"`` and
-    ``batch_size`` = the training-set size (see docs/lipschitz.md). ``K_a`` (MSE outputs) and
-    ``K_y`` (MSE targets) use the same norm. Note that with the per-example norm the 1/m in the
-    formulas makes L a bound on the *mean* gradient's Lipschitz constant only up to a factor m,
-    so the LR can be large: `max_lr` caps it.
+    **Which norm.** The authors' code (github.com/yrahul3910/adaptive-lr-dnn, ``lr_schedule``)
+    takes ``np.linalg.norm`` of the whole batch activation matrix: the Frobenius norm ``‖Z‖_F``
+    of each mini-batch, maximised over the batches (``norm="frobenius"``, the default; their
+    draft writes the classical-model constant as ``(k − 1)/(k·m)·‖X‖`` of the data matrix). The
+    arXiv text reads ``K_z`` as the largest norm of one activation vector, ``max_i ‖z_i‖`` over
+    the examples (``norm="per_example"``), which is about √m times smaller and gives an LR about
+    √m times larger. We default to the authors' code because it reproduces their published
+    inverse-L values (iris 1.936, digits 0.635, with ``batch_size`` = the training-set size)
+    and because the per-example LR diverged where the Frobenius one trained (docs/lipschitz.md).
+    Neither bounds the mean gradient's Lipschitz constant strictly (that needs
+    ``(k − 1)/k · max_i ‖z_i‖``, without the 1/m); `max_lr` caps what the rule proposes.
+    ``K_a`` (MSE outputs) and ``K_y`` (MSE targets) use the same norm.
 
     **Optimizer variants.** `variant` (inferred from the optimizer when None: SGD without /
     with momentum, RMSprop, Adam/AdamW) picks the rule; `betas` = (β₁, β₂) default to the
@@ -179,7 +182,7 @@ class LipschitzLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, model: nn.Module, loss: str, *, last_layer: nn.Module | None = None,
                  criterion: nn.Module | None = None, variant: str | None = None,
-                 betas: tuple[float, float] | None = None, norm: str = "per_example", weight_decay: float = 0.0,
+                 betas: tuple[float, float] | None = None, norm: str = "frobenius", weight_decay: float = 0.0,
                  max_lr: float | None = None, initial_lr: float | None = None,
                  ema_init: tuple[float, float] = (0.0, 0.0), bias_correction: bool = False, eps: float = 1e-7,
                  batch_size: int | None = None, full_pass_loader: Iterable | None = None):
