@@ -101,8 +101,8 @@ def test_ranking_table_lists_every_strategy_in_rank_order_with_numbers(page, sto
     assert [row[1].split("baseline")[0].split("diverged")[0] for row in parsed.rows] == [
         s.strategy for s in summary.ranking]
     for row, item in zip(parsed.rows, summary.ranking):
-        assert row[2] == format_metric(item.final_mean, item.final_std, percent=True)
-        assert re.fullmatch(r"\d+\.\d+ % ± \d\.\d+", row[2])
+        assert row[2] == format_metric(item.final_mean, item.final_std, percent=True, decimals=summary.decimals)
+        assert re.fullmatch(r"\d+\.\d\d % ± \d\.\d\d", row[2])  # one precision for the whole column
         assert row[3] == str(item.best_epoch)
         assert row[7] == f"{item.n_complete}/{item.n_runs}"
     assert parsed.rows[-1][1] == "constant-largediverged 1/3"

@@ -40,6 +40,14 @@ def test_format_metric_uses_two_significant_digits_of_the_std():
     assert format_metric(0.5) == "0.5000"
     assert format_metric(math.nan, 0.1) == "—"
     assert format_steps(1240.0) == "1,240" and format_steps(math.inf) == "not reached"
+    assert format_metric(0.95, 0.026, percent=True, decimals=2) == "95.00 % ± 2.60"
+
+
+def test_one_precision_serves_the_whole_table(digits):
+    summary = summarize(digits)
+    # stds in percent: the most precise one needs two decimals (two significant digits)
+    assert summary.decimals == max(2 - 1 - math.floor(math.log10(s.final_std * 100)) for s in summary.ranking)
+    assert summary.decimals == 2
 
 
 def test_welch_t_test_matches_hand_values_and_scipy():

@@ -93,7 +93,7 @@ def _steps_cell(item: StrategySummary, target: float | None) -> str:
 
 
 def _ranking_table(summary: Summary, colors: dict[str, str]) -> str:
-    percent = summary.is_percent
+    style = {"percent": summary.is_percent, "decimals": summary.decimals}
     rows = []
     for rank, item in enumerate(summary.ranking, 1):
         classes = ["first"] if rank == 1 else []
@@ -102,7 +102,7 @@ def _ranking_table(summary: Summary, colors: dict[str, str]) -> str:
         rows.append(
             f'<tr class="{" ".join(classes)}"><td class="num">{rank}</td>'
             f"<td>{_strategy_cell(item, colors[item.strategy], summary.baseline)}</td>"
-            f'<td class="num">{escape(format_metric(item.final_mean, item.final_std, percent=percent))}</td>'
+            f'<td class="num">{escape(format_metric(item.final_mean, item.final_std, **style))}</td>'
             f'<td class="num">{item.best_epoch or "—"}</td>'
             f'<td class="num">{_steps_cell(item, summary.target)}</td>'
             f'<td class="num">{_wall(item.wall_time)}</td>'
@@ -119,15 +119,15 @@ def _ranking_table(summary: Summary, colors: dict[str, str]) -> str:
 def _target_text(summary: Summary) -> str:
     if summary.target is None:
         return "no target (no constant-LR baseline finished; pass --target)"
-    value = format_metric(summary.target, percent=summary.is_percent)
+    value = format_metric(summary.target, percent=summary.is_percent, decimals=summary.decimals)
     return f"{value} ({summary.target_source})"
 
 
 def _environment(env: dict) -> str:
     if not env:
         return '<p class="note">The runs recorded no environment.</p>'
-    items = "".join(f"<dt>{escape(str(key))}</dt><dd>{escape(value if isinstance(value, str) else json.dumps(value))}</dd>"
-                    for key, value in sorted(env.items()))
+    text = {key: value if isinstance(value, str) else json.dumps(value) for key, value in env.items()}
+    items = "".join(f"<dt>{escape(str(key))}</dt><dd>{escape(value)}</dd>" for key, value in sorted(text.items()))
     return f'<dl class="env">{items}</dl>'
 
 
@@ -191,7 +191,8 @@ target {escape(_target_text(summary))}</p></header>
 <p class="note">Mean ± sample standard deviation over completed seeds. Strategies that diverged on any seed
 rank below those that never did. <i>Steps to target</i>: median over seeds of the optimizer updates until the
 end of the first epoch whose validation {escape(summary.metric_name)} reaches the target (seeds that reached it
-in brackets). <i>Best epoch</i>: where the seed-mean validation curve peaks. <i>Peak LR</i>: the largest learning rate applied (median over seeds).</p></section>
+in brackets). <i>Best epoch</i>: where the seed-mean validation curve peaks.
+<i>Peak LR</i>: the largest learning rate applied (median over seeds).</p></section>
 {sections}
 <section><h2>Strategy configurations</h2>{_configs(summary)}</section>
 <section><h2>Environment</h2>{_environment(summary.environment)}</section>

@@ -82,6 +82,7 @@ class Summary:
     target_source: str
     verdict: tuple[str, ...]
     environment: dict[str, Any]
+    decimals: int = 2
 
     @property
     def is_percent(self) -> bool:
@@ -109,24 +110,34 @@ def _decimals_for(std: float, mean: float) -> int:
     return int(min(6, max(0, digits - 1 - math.floor(math.log10(ref)))))
 
 
-def format_metric(mean: float, std: float = math.nan, *, percent: bool = False) -> str:
-    """``97.31 % ± 0.42`` (percent), ``2935 ± 41`` or ``0.01234 ± 0.00056``; "—" if undefined."""
+def format_metric(mean: float, std: float = math.nan, *, percent: bool = False, decimals: int | None = None) -> str:
+    """``97.31 % ± 0.42`` (percent), ``2935 ± 41`` or ``0.01234 ± 0.00056``; "—" if undefined.
+
+    Without `decimals`, as many as show the std with two significant digits."""
     if not math.isfinite(mean):
         return "—"
     scale = 100.0 if percent else 1.0
     mean, std = mean * scale, std * scale
-    decimals = _decimals_for(std, mean)
+    if decimals is None:
+        decimals = _decimals_for(std, mean)
     text = f"{mean:,.{decimals}f}" + (" %" if percent else "")
     if math.isfinite(std):
         text += f" ± {std:,.{decimals}f}"
     return text
 
 
-def format_gap(gap: float, *, percent: bool) -> str:
+def format_gap(gap: float, *, percent: bool, decimals: int) -> str:
     """An absolute difference: percentage points for percent metrics, else metric units."""
     if percent:
-        return f"{abs(gap) * 100:.{_decimals_for(abs(gap) * 100 / 2, 0)}f} percentage points"
-    return f"{abs(gap):,.{_decimals_for(abs(gap) / 2, 0)}f}"
+        return f"{abs(gap) * 100:.{decimals}f} percentage points"
+    return f"{abs(gap):,.{decimals}f}"
+
+
+def common_decimals(items: Sequence[StrategySummary], percent: bool) -> int:
+    """One precision for a whole table: enough for the most precise strategy's std."""
+    scale = 100.0 if percent else 1.0
+    found = [_decimals_for(item.final_std * scale, item.final_mean * scale) for item in items if item.final_values]
+    return max(found) if found else 2
 
 
 def format_steps(steps: float) -> str:
@@ -247,9 +258,12 @@ def pick_baseline(names: Sequence[str], finals: Mapping[str, float], higher_is_b
 
 
 # -- the verdict --------------------------------------------------------------------------
-def _verdict(ranking: Sequence[StrategySummary], *, metric: str, higher: bool, percent: bool,
+def _verdict(ranking: Sequence[StrategySummary], *, metric: str, higher: bool, percent: bool, decimals: int,
              baseline: str | None, target: float | None) -> tuple[str, ...]:
     """Who won, by how much, whether the gap beats the seed noise, the baseline, divergences."""
+    def fmt(item: StrategySummary) -> str:
+        return format_metric(item.final_mean, item.final_std, percent=percent, decimals=decimals)
+
     sentences: list[str] = []
     ranked = [s for s in ranking if s.final_values]
     if not ranked:
@@ -257,13 +271,12 @@ def _verdict(ranking: Sequence[StrategySummary], *, metric: str, higher: bool, p
     win = ranked[0]
     seeds = f"{len(win.final_values)} seed" + ("s" if len(win.final_values) != 1 else "")
     sentences.append(f"{win.strategy} wins with a final {metric} of "
-                     f"{format_metric(win.final_mean, win.final_std, percent=percent)} ({seeds}).")
+                     f"{fmt(win)} ({seeds}).")
     if len(ranked) > 1:
         second = ranked[1]
         gap = win.final_mean - second.final_mean
         lead = (f"It beats the runner-up, {second.strategy} "
-                f"({format_metric(second.final_mean, second.final_std, percent=percent)}), "
-                f"by {format_gap(gap, percent=percent)}")
+                f"({fmt(second)}), by {format_gap(gap, percent=percent, decimals=decimals)}")
         if len(win.final_values) >= 2 and len(second.final_values) >= 2:
             _, p = welch_t_test(win.final_values, second.final_values)
             p_text = "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
@@ -280,8 +293,8 @@ def _verdict(ranking: Sequence[StrategySummary], *, metric: str, higher: bool, p
         gap = win.final_mean - base.final_mean
         direction = ("higher" if gap > 0 else "lower") + (" (better)" if (gap > 0) == higher else " (worse)")
         text = (f"Against the constant-LR baseline {baseline} "
-                f"({format_metric(base.final_mean, base.final_std, percent=percent)}), the winner's {metric} is "
-                f"{format_gap(gap, percent=percent)} {direction}")
+                f"({fmt(base)}), the winner's {metric} is "
+                f"{format_gap(gap, percent=percent, decimals=decimals)} {direction}")
         if math.isfinite(win.steps_to_target) and math.isfinite(base.total_steps) and base.total_steps > 0:
             share = win.steps_to_target / base.total_steps
             text += (f" and reaches the baseline's final {metric} after {format_steps(win.steps_to_target)} steps, "
@@ -339,10 +352,11 @@ def summarize(runs: Sequence[RunSeries], *, target: float | None = None, baselin
     items = [_strategy_summary(name, group, target, spe) for name, group in by_strategy.items()]
     ranking = tuple(sorted(items, key=lambda s: _rank_key(s, higher)))
     percent = is_percent_metric(metric_name, [v for s in ranking for v in s.final_values])
-    verdict = _verdict(ranking, metric=metric_name, higher=higher, percent=percent, baseline=baseline,
-                       target=target)
+    decimals = common_decimals(ranking, percent)
+    verdict = _verdict(ranking, metric=metric_name, higher=higher, percent=percent, decimals=decimals,
+                       baseline=baseline, target=target)
     return Summary(task=tasks[0], metric_name=metric_name, higher_is_better=higher,
                    epochs=max(run.row.epochs for run in runs),
                    seeds=tuple(sorted({run.row.seed for run in runs})), ranking=ranking,
                    baseline=baseline, target=target, target_source=source, verdict=verdict,
-                   environment=runs[0].row.environment)
+                   environment=runs[0].row.environment, decimals=decimals)
