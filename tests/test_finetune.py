@@ -143,6 +143,16 @@ def test_fine_tune_end_to_end_with_gradual_unfreezing():
     assert json.loads(json.dumps(result.to_dict()))["stages"][1]["lr_source"] == "given"
 
 
+def test_without_head_stage_gradual_unfreezing_starts_with_the_head_alone():
+    model, groups, train, val = setup()
+    result = fine_tune(model, train, val, nn.CrossEntropyLoss(), epochs=3, freeze_epochs=0, groups=groups, lr=3e-3,
+                       gradual_every=1, progress=False)
+    assert [(r.stage, r.trainable_groups) for r in result.history] == [("unfrozen", 1), ("unfrozen", 2),
+                                                                       ("unfrozen", 3)]
+    with pytest.raises(ValueError, match="freeze_epochs: must be a finite number >= 0, got -1"):
+        fine_tune(model, train, val, nn.CrossEntropyLoss(), epochs=1, freeze_epochs=-1, lr=1e-3, progress=False)
+
+
 def test_fine_tune_task_is_reproducible():
     runs = [fine_tune_task("digits-transfer", seed=1, epochs=1, freeze_epochs=1, head_lr=1e-2, lr=3e-3,
                            progress=False) for _ in range(2)]

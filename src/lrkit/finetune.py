@@ -212,18 +212,23 @@ def fine_tune(
     progress: bool = True,
 ) -> FineTuneResult:
     """The fast.ai recipe (module docstring): `train_head` for `freeze_epochs` epochs (skipped when
-    0), then `train_unfrozen` for `epochs` epochs. `groups` defaults to ``layer_groups(model,
+    0), then `train_unfrozen` for `epochs` epochs (gradual unfreezing starts with the head and the
+    group below it after a head stage, with the head alone without one). `groups` defaults to ``layer_groups(model,
     n_groups)``; `head_lr` / `lr` skip the corresponding LR range test; `finder` passes keyword
     arguments to `lrkit.torch.find_lr`."""
+    if (isinstance(freeze_epochs, bool) or not isinstance(freeze_epochs, (int, float))
+            or not math.isfinite(freeze_epochs) or freeze_epochs < 0):
+        raise ValueError(f"freeze_epochs: must be a finite number >= 0, got {freeze_epochs!r}")
     if groups is None:
         groups = layer_groups(model, n_groups)
     stages = []
-    if freeze_epochs:
+    if freeze_epochs > 0:
         stages.append(train_head(model, groups, train_loader, val_loader, criterion, epochs=freeze_epochs,
                                  lr=head_lr, optimizer=optimizer, metric=metric, bn=bn, finder=finder,
                                  progress=progress))
     stages.append(train_unfrozen(model, groups, train_loader, val_loader, criterion, epochs=epochs, lr=lr,
                                  factor=factor, cycle_len=cycle_len, t_mul=t_mul, gradual_every=gradual_every,
+                                 gradual_start=min(2, len(groups)) if stages else 1,
                                  optimizer=optimizer, metric=metric, bn=bn, finder=finder, progress=progress))
     return FineTuneResult(tuple(stages))
 
