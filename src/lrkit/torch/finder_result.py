@@ -69,6 +69,11 @@ class FinderResult:
             ax.scatter([lr], [y], s=90 if chosen else 40, marker="*" if chosen else "o", zorder=3,
                        color=f"C{k + 3}", label=f"{name}: {lr:.3g}" + (" (suggested)" if chosen else ""))
         ax.set_xscale("log")
+        # Frame the falling part: a diverging tail (often 100x the loss) would flatten the curve.
+        falling = self.losses[: int(np.argmin(self.losses)) + 1]
+        low, high = min(float(self.losses.min()), float(self.raw_losses.min())), float(falling.max())
+        span = max(high - low, 1e-12)
+        ax.set_ylim(low - 0.1 * span, high + 0.4 * span)
         ax.set_xlabel("learning rate" + ("" if self.group is None else f" (group {self.group})"))
         ax.set_ylabel("validation loss" if self.validation else "training loss")
         ax.set_title(f"LR range test: suggestion {self.suggestion:.3g} ({self.method}, {self.confidence} confidence)")

@@ -1,0 +1,40 @@
+"""`lrkit find`: table, plot and JSON from the command line."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from lrkit.cli import app
+from lrkit.suggest import DEFAULT_METHOD
+
+
+def test_find_prints_a_table_writes_a_plot_and_json(tmp_path):
+    out = tmp_path / "finder.png"
+    result = CliRunner().invoke(app, ["find", "--task", "digits-mlp", "--optimizer", "sgd", "--num-iter", "60",
+                                      "--plot", str(out), "--json", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert len(data["lrs"]) == len(data["losses"]) <= 60
+    assert data["method"] == DEFAULT_METHOD and data["suggestion"] == data["suggestions"][DEFAULT_METHOD]
+    assert out.stat().st_size > 10_000
+    table = result.stderr
+    assert f"{DEFAULT_METHOD} (suggested)" in table and "cyclical bounds" in table
+    assert f"{data['suggestion']:.3g}" in table
+
+
+def test_find_table_on_stdout_and_adam():
+    result = CliRunner().invoke(app, ["find", "--task", "digits-mlp", "--optimizer", "adam", "--num-iter", "40",
+                                      "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "LR range test: digits-mlp, adam" in result.stdout and "heuristics agree within" in result.stdout
+
+
+def test_find_rejects_unknown_task_and_optimizer():
+    result = CliRunner().invoke(app, ["find", "--task", "nope", "--no-progress"])
+    flat = " ".join(result.output.replace("│", " ").split())  # the error box wraps lines
+    assert result.exit_code == 2 and "unknown task 'nope'" in flat
+    result = CliRunner().invoke(app, ["find", "--optimizer", "lion", "--no-progress"])
+    flat = " ".join(result.output.replace("│", " ").split())
+    assert result.exit_code == 2 and "optimizer must be one of 'sgd', 'adam', got 'lion'" in flat
