@@ -174,6 +174,7 @@ def test_loss_and_metric_figures_keep_colours_and_legends_off_the_curves(drawn):
     names = [t.get_text() for t in overview.legends[0].texts]
     assert names == ["one-cycle", "cosine", "constant (baseline)", "target"]
     assert overview.axes[0].get_ylabel() == "validation accuracy"
+    assert all(float(tick).is_integer() for tick in overview.axes[0].get_xticks())  # whole epochs
     panels = plot_metric_panels(runs, summary, colors)
     first = panels.axes[0]
     band = first.collections[0].get_paths()[0].vertices[:, 1]

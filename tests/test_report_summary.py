@@ -131,11 +131,10 @@ def test_a_user_target_and_baseline_replace_the_defaults(digits):
     assert "constant-LR baseline cosine" in " ".join(summary.verdict)
 
 
-def test_pick_baseline_prefers_constant_then_the_best_constant_variant():
-    finals = {"constant-too-small": 0.6, "constant-finder": 0.9, "constant-too-large": math.nan, "cosine": 0.95}
-    assert pick_baseline(list(finals), finals, True) == "constant-finder"
-    assert pick_baseline(["constant", *finals], finals, True) == "constant"
-    assert pick_baseline(["cosine"], finals, True) is None
+def test_pick_baseline_takes_constant_then_constant_finder():
+    assert pick_baseline(["cosine", "constant-finder", "constant-too-large"]) == "constant-finder"
+    assert pick_baseline(["constant-finder", "constant", "cosine"]) == "constant"
+    assert pick_baseline(["cosine", "constant-too-small"]) is None
 
 
 def test_without_a_baseline_there_is_no_default_target(digits):

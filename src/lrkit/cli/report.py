@@ -20,7 +20,7 @@ def report(
                                  help="Metric value for 'steps to target' (default: the constant-LR baseline's "
                                       "median final metric)."),
     baseline: str = typer.Option(None, "--baseline", help="Constant-LR baseline strategy (default: 'constant', "
-                                                           "else the best strategy named '*constant*')."),
+                                                           "else 'constant-finder')."),
 ) -> None:
     """Write a self-contained HTML report (ranking, verdict, LR / loss / metric plots) of a sweep.
 

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from lrkit.report.summary import RunSeries, Summary
 
@@ -183,6 +183,7 @@ def plot_loss_curves(runs: Sequence[RunSeries], summary: Summary, colors: Mappin
 
 
 def _metric_axis(ax: Axes, summary: Summary) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs
     if summary.is_percent:
         ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
 

@@ -11,7 +11,8 @@ nothing and reads no file. Conventions:
 * *Steps to target*: for each seed, the optimizer steps until the end of the first epoch
   whose validation metric reaches the target (``k * steps_per_epoch``); the strategy shows the
   median over seeds, a seed that never reaches it counting as infinitely many steps.
-* Default target: the median final metric of the constant-LR baseline (`pick_baseline`).
+* Default target: the median final metric of the constant-LR baseline (`pick_baseline`:
+  a strategy named ``constant`` or ``constant-finder``, or the caller's choice).
 """
 
 from __future__ import annotations
@@ -246,15 +247,14 @@ def _rank_key(item: StrategySummary, higher_is_better: bool) -> tuple[int, float
     return group, (-value if higher_is_better else value), item.strategy
 
 
-def pick_baseline(names: Sequence[str], finals: Mapping[str, float], higher_is_better: bool) -> str | None:
-    """The constant-LR baseline: a strategy named ``constant`` if present, else the best
-    (by median final metric) among strategies whose name contains ``constant``; None if none."""
-    if "constant" in names:
-        return "constant"
-    candidates = [n for n in names if "constant" in n.lower() and math.isfinite(finals.get(n, math.nan))]
-    if not candidates:
-        return None
-    return (max if higher_is_better else min)(candidates, key=lambda n: finals[n])
+#: strategy names taken as the constant-LR baseline, in order of preference
+BASELINE_NAMES = ("constant", "constant-finder")
+
+
+def pick_baseline(names: Sequence[str]) -> str | None:
+    """The constant-LR baseline: the first of `BASELINE_NAMES` present, else None (then the
+    caller names one, or gives a target)."""
+    return next((name for name in BASELINE_NAMES if name in names), None)
 
 
 # -- the verdict --------------------------------------------------------------------------
@@ -337,15 +337,14 @@ def summarize(runs: Sequence[RunSeries], *, target: float | None = None, baselin
     if baseline is not None and baseline not in by_strategy:
         raise ValueError(f"summarize: baseline {baseline!r} is not a strategy of task {tasks[0]!r}; "
                          f"choose one of {sorted(by_strategy)}")
-    medians = {name: float(np.median(finals)) if (finals := [r.row.final_metric for r in group if not r.diverged
-                                                             and r.row.final_metric is not None]) else math.nan
-               for name, group in by_strategy.items()}
     if baseline is None:
-        baseline = pick_baseline(list(by_strategy), medians, higher)
+        baseline = pick_baseline(list(by_strategy))
+    finals = [r.row.final_metric for r in by_strategy.get(baseline or "", [])
+              if not r.diverged and r.row.final_metric is not None]
     if target is not None:
         source = "given"
-    elif baseline is not None and math.isfinite(medians[baseline]):
-        target, source = medians[baseline], f"median final {metric_name} of {baseline}"
+    elif finals:
+        target, source = float(np.median(finals)), f"median final {metric_name} of {baseline}"
     else:
         source = "none (no constant-LR baseline finished; pass a target)"
     spe = _steps_per_epoch(runs)
