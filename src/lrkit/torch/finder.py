@@ -25,15 +25,13 @@ from torch import nn
 
 from lrkit.schedules.base import choice, flag, in_range, integer, positive
 from lrkit.suggest import DEFAULT_METHOD, HEURISTICS
+from lrkit.torch.finder_batches import StepFn, batch_size, default_step, endless, to_device
 from lrkit.torch.finder_result import FinderResult
 from lrkit.torch.finder_state import TrainingSnapshot, loader_generators
 
 __all__ = ["find_lr", "find_group_lrs", "ramp", "FinderOptions", "BiasCorrectedAverage", "FinderResult"]
 
 logger = logging.getLogger(__name__)
-
-StepFn = Callable[[nn.Module, Any], torch.Tensor]
-
 
 def ramp(start_lr: float, end_lr: float, num_iter: int, mode: str = "exp") -> np.ndarray:
     """The LR of each iteration ``i = 0 .. n-1`` of the range test (``n = num_iter``).
@@ -228,11 +226,11 @@ class _Curve:
 def _sweep(model, optimizer, criterion, train_loader, scales: Mapping[int, float], options: FinderOptions,
            label: str) -> _Curve:
     """Train along the ramp, moving the groups in `scales` (``lr_g = scale * ramp(i)``)."""
-    step = options.step_fn if options.step_fn is not None else _default_step(criterion)
+    step = options.step_fn if options.step_fn is not None else default_step(criterion)
     device = _device(model, options.device)
     autocast = (torch.autocast(device_type=device.type, dtype=options.autocast_dtype)
                 if options.autocast_dtype is not None else contextlib.nullcontext())
-    batches = _endless(train_loader)
+    batches = endless(train_loader)
     groups = optimizer.param_groups
     smoother = BiasCorrectedAverage(options.smooth)
     curve, best = _Curve([], [], "completed"), math.inf
@@ -274,7 +272,7 @@ def _train_iteration(model, optimizer, batches, step, device, accumulation_steps
     total = None
     for _ in range(accumulation_steps):
         with autocast:
-            loss = step(model, _to_device(next(batches), device)) / accumulation_steps
+            loss = step(model, to_device(next(batches), device)) / accumulation_steps
         (grad_scaler.scale(loss) if grad_scaler is not None else loss).backward()
         total = loss.detach() if total is None else total + loss.detach()
     if grad_scaler is not None:
@@ -291,8 +289,8 @@ def _validation_loss(model, val_loader, step, device, autocast) -> torch.Tensor:
     total, count = None, 0
     with torch.no_grad(), autocast:
         for batch in val_loader:
-            batch = _to_device(batch, device)
-            size = _batch_size(batch)
+            batch = to_device(batch, device)
+            size = batch_size(batch)
             loss = step(model, batch).detach().float() * size
             total = loss if total is None else total + loss
             count += size
@@ -321,56 +319,6 @@ def _rank() -> int:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank()
     return 0
-
-
-def _default_step(criterion: Callable) -> StepFn:
-    def step(model: nn.Module, batch: Any) -> torch.Tensor:
-        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-            raise ValueError(f"find_lr: without step_fn a batch must be (inputs, targets), got {type(batch).__name__}"
-                             f"{' of length ' + str(len(batch)) if isinstance(batch, (tuple, list)) else ''}; "
-                             "pass step_fn(model, batch) -> loss for other batches")
-        inputs, targets = batch
-        return criterion(model(inputs), targets)
-
-    return step
-
-
-def _endless(loader: Iterable) -> Iterator[Any]:
-    """Batches of `loader`, starting a new pass (epoch) whenever one ends."""
-    while True:
-        empty = True
-        for batch in loader:
-            empty = False
-            yield batch
-        if empty:
-            raise ValueError("find_lr: train_loader yielded no batch")
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    """Tensors of a (nested) batch moved to `device`; other values unchanged."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, Mapping):
-        return {key: _to_device(value, device) for key, value in batch.items()}
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
-        return type(batch)(*(_to_device(value, device) for value in batch))
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(value, device) for value in batch)
-    return batch
-
-
-def _batch_size(batch: Any) -> int:
-    """Rows of the first tensor in a (nested) batch; 1 when it holds no tensor."""
-    pending = [batch]
-    while pending:
-        item = pending.pop(0)
-        if isinstance(item, torch.Tensor):
-            return int(item.shape[0]) if item.dim() else 1
-        if isinstance(item, Mapping):
-            pending.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            pending.extend(item)
-    return 1
 
 
 @contextlib.contextmanager
