@@ -124,16 +124,31 @@ def _falling_then_rising(n=100, tail_dip=True):
     return lrs, losses
 
 
+def _consensus_by_hand(lrs, losses):
+    """valley and minimum on the whole curve; steepest and slide on [n // 10, argmin]."""
+    falling = slice(len(losses) // 10, int(np.argmin(losses)) + 1)
+    parts = [S.valley(lrs, losses), S.minimum(lrs, losses), S.steepest(lrs[falling], losses[falling]),
+             S.slide(lrs[falling], losses[falling])]
+    return 10 ** np.median(np.log10(parts)), parts
+
+
 def test_consensus_ignores_the_diverging_tail():
     lrs, losses = _falling_then_rising()
     lowest = lrs[np.argmin(losses)]
     assert S.steepest(lrs, losses) > lowest  # the plain rule is fooled by the tail dip
-    parts = S._candidates(lrs, losses)
-    assert set(parts) == {"steepest", "valley", "minimum", "slide"}
-    assert parts["steepest"] <= lowest and parts["slide"] <= lowest
-    expected = 10 ** np.median(np.log10(list(parts.values())))
+    expected, parts = _consensus_by_hand(lrs, losses)
+    assert max(parts) <= lowest
     assert S.consensus(lrs, losses) == pytest.approx(expected, rel=1e-12)
     assert S.consensus(lrs, losses) < lowest
+
+
+def test_consensus_ignores_noise_in_the_first_tenth():
+    lrs, losses = _falling_then_rising(tail_dip=False)
+    losses[3] -= 0.5  # one lucky early batch: the steepest drop of the whole curve
+    assert S.steepest(lrs, losses) == lrs[3]
+    expected, parts = _consensus_by_hand(lrs, losses)
+    assert min(parts) > lrs[10]
+    assert S.consensus(lrs, losses) == pytest.approx(expected, rel=1e-12)
 
 
 def test_suggest_reports_every_heuristic_interval_and_confidence():
@@ -141,8 +156,8 @@ def test_suggest_reports_every_heuristic_interval_and_confidence():
     found = S.suggest(lrs, losses, method="consensus")
     assert set(found.suggestions) == set(S.HEURISTICS)
     assert found.lr == found.suggestions["consensus"]
-    parts = S._candidates(lrs, losses)
-    assert found.interval == (min(parts.values()), max(parts.values()))
+    _, parts = _consensus_by_hand(lrs, losses)
+    assert found.interval == (min(parts), max(parts))
     spread = math.log10(found.interval[1] / found.interval[0])
     assert found.confidence == ("high" if spread <= 0.5 else "medium" if spread <= 1 else "low")
     assert found.notes == ()

@@ -8,8 +8,8 @@ swappable as in fastai (``fastai/callback/schedule.py``):
 - `valley`: two thirds down the longest descending stretch (fastai ``valley``, the fastai default);
 - `minimum`: a tenth of the LR at the lowest loss (fastai ``minimum``);
 - `slide`: fastai's interval-slide rule (``slide``);
-- `consensus`: lrkit's robust rule, the geometric median of the four above after restricting
-  each to the falling part of the curve, with an interval and a confidence note (`suggest`).
+- `consensus`: lrkit's robust rule, the geometric median of the four above, steepest and slide
+  restricted to the falling part of the curve; `suggest` adds an interval and a confidence note.
 
 `clr_bounds` proposes ``(base_lr, max_lr)`` for cyclical schedules (Smith 2017, §3.3).
 No torch import here.
@@ -105,32 +105,43 @@ def slide(lrs, losses, lr_diff: int = 15, thresh: float = 0.005, adjust_value: f
 
 
 def _falling_part(lrs: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The curve up to and including its lowest loss (where the loss stops falling)."""
+    """The curve from its first tenth (fastai's ``lr_find`` also drops the first ``num_it // 10``
+    points, where the loss is still pure batch noise) up to its lowest loss (where it stops
+    falling); from the start when that leaves fewer than 2 points."""
     end = int(np.argmin(losses)) + 1
-    return lrs[:end], losses[:end]
+    start = losses.size // 10 if end - losses.size // 10 >= 2 else 0
+    return lrs[start:end], losses[start:end]
 
 
-def _candidates(lrs: np.ndarray, losses: np.ndarray) -> dict[str, float]:
-    """The classic heuristics on the falling part of the curve (those that have enough points)."""
+def _heuristics(lrs: np.ndarray, losses: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
+    """(every heuristic on the whole curve, the classic ones as `consensus` reads them).
+
+    `consensus` reads valley and minimum on the whole curve (they never point past the lowest
+    loss) and steepest and slide on the falling part (those that have enough points there).
+    """
+    whole = {"steepest": steepest(lrs, losses), "valley": valley(lrs, losses), "minimum": minimum(lrs, losses)}
+    if lrs.size >= 16:
+        whole["slide"] = slide(lrs, losses)
     falling_lrs, falling_losses = _falling_part(lrs, losses)
-    found = {"valley": valley(lrs, losses), "minimum": minimum(lrs, losses)}
+    parts = {"valley": whole["valley"], "minimum": whole["minimum"]}
     if falling_lrs.size >= 2:
-        found["steepest"] = steepest(falling_lrs, falling_losses)
+        parts["steepest"] = steepest(falling_lrs, falling_losses)
     if falling_lrs.size >= 16:
-        found["slide"] = slide(falling_lrs, falling_losses)
-    return found
+        parts["slide"] = slide(falling_lrs, falling_losses)
+    whole["consensus"] = float(10.0 ** np.median(np.log10(list(parts.values()))))
+    return whole, parts
 
 
 def consensus(lrs, losses) -> float:
-    """lrkit's robust rule: the geometric median of the classic heuristics, each computed only
-    on the falling part of the curve (indices ``0 .. argmin L``), so that noise in the diverging
-    tail cannot attract them.
+    """lrkit's robust rule: the geometric median of the classic heuristics, with steepest and
+    slide computed only on the falling part of the curve (from its first tenth to its lowest
+    loss), so that neither the noise of the first batches nor the diverging tail can attract them.
 
     ``lr* = 10 ** median(log10 steepest', log10 valley, log10 minimum, log10 slide')``
     (primes: on the falling part; heuristics without enough points there are left out).
     """
-    lrs, losses = _curve("consensus", lrs, losses, min_points=1)
-    return float(10.0 ** np.median(np.log10(list(_candidates(lrs, losses).values()))))
+    lrs, losses = _curve("consensus", lrs, losses)
+    return _heuristics(lrs, losses)[0]["consensus"]
 
 
 HEURISTICS: dict[str, Callable[..., float]] = {
@@ -205,8 +216,7 @@ def suggest(lrs, losses, raw_losses=None, method: str = DEFAULT_METHOD) -> Sugge
     raw = None
     if raw_losses is not None:
         _, raw = _curve("suggest", lrs, raw_losses, min_points=2)
-    candidates = _candidates(lrs, losses)
-    everything = {name: fn(lrs, losses) for name, fn in HEURISTICS.items() if name != "slide" or lrs.size > 15}
+    everything, candidates = _heuristics(lrs, losses)
     if method not in everything:
         raise ValueError(f"suggest: method {method!r} needs at least 16 points, got {lrs.size}")
     lo, hi = min(candidates.values()), max(candidates.values())
