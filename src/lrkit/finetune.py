@@ -303,6 +303,9 @@ def _choose_lr(model: nn.Module, opt: Optimizer, criterion: nn.Module, loader: D
         return float(lr), "given"
     result = find_lr(model, opt, criterion, loader, **{"progress": progress, **(finder or {})})
     head = float(result.suggestion) / scale
+    if result.confidence == "low":
+        log.warning("stage %s: the LR range test is not confident (%s); pass the LR explicitly to override",
+                    stage, "; ".join(result.notes) or "no note")
     log.info("stage %s: LR range test suggests %.3g for the first group, head LR %.3g", stage,
              result.suggestion, head)
     return head, "finder"
