@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from lrkit.schedules import cosine, one_cycle
-from lrkit.torch import ScheduledLR
+from lrkit.torch import ScheduledLR, find_lr
 from lrkit.torch.groups import discriminative_lrs, discriminative_param_groups, layer_groups
 
 
@@ -291,3 +291,24 @@ def test_ratios_with_cosine_and_adam():
     for step, (body, head) in enumerate(seen):
         assert body == pytest.approx(1e-4 * 0.5 * (1 + math.cos(math.pi * step / 10)), rel=1e-12)
         assert head / body == pytest.approx(100.0, rel=1e-12)
+
+
+def test_the_range_test_sweeps_discriminative_groups_with_their_ratios():
+    torch.manual_seed(0)
+    model = mlp()
+    groups = layer_groups(model, 3)
+    optimizer = torch.optim.SGD(discriminative_param_groups(groups, 1e-2, factor=3.0), lr=1.0)
+    seen: list[list[float]] = []
+
+    class Recording(nn.Module):  # the loss function sees every LR the sweep sets
+        def forward(self, out, y):
+            seen.append([g["lr"] for g in optimizer.param_groups])
+            return nn.functional.cross_entropy(out, y)
+
+    data = [(torch.randn(16, 4), torch.randint(0, 2, (16,))) for _ in range(4)]
+    result = find_lr(model, optimizer, Recording(), data, num_iter=20, progress=False)
+    assert len(seen) >= 2
+    for lrs in seen:
+        assert [lr / lrs[0] for lr in lrs] == pytest.approx([1.0, 3.0, 9.0], rel=1e-12)
+    assert [lr / result.suggestion for lr in result.group_lrs] == pytest.approx([1.0, 3.0, 9.0], rel=1e-12)
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([1e-2 / 9, 1e-2 / 3, 1e-2])  # restored
