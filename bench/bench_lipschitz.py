@@ -5,6 +5,8 @@ Three parts, each printing a markdown table (pick with ``--part``; default all):
 * ``paper``    — the authors' classical rows: softmax regression on iris / digits (200 full-batch
   iterations, unscaled data) and logistic regression on iris (2 classes) / breast cancer (1000
   iterations, features scaled to sum to 1), LR 0.1 vs LR 1/L, 70/30 splits, several seeds.
+* ``mlp``      — which norm: the 1/L rule with the Frobenius vs the per-example ``K_z`` on a small
+  MLP (iris), against a constant LR.
 * ``overhead`` — epoch time of plain training vs LipschitzLR collecting K_z with forward hooks
   vs the paper's separate full pass, on the bundled ``mnist-cnn`` task. The three runs are
   interleaved epoch by epoch (rotating order); the ratio of each repeat's times is reported.
@@ -121,6 +123,55 @@ def paper_table(seeds: int, progress: Progress) -> str:
                      f"| {np.mean(lr['frobenius']):.4g} | {np.mean(lr['per_example']):.4g} "
                      f"| {spec['acc_01']:.2f} | {fmt(acc['0.1'])} | {spec['acc_inv']:.2f} "
                      f"| {fmt(acc['frobenius'])} | {fmt(acc['per_example'])} |")
+    return "\n".join(lines)
+
+
+# ---- part 1b: which norm on a small MLP ----------------------------------------------------------------
+
+def mlp_run(seed: int, rule: str, epochs: int = 15) -> tuple[float, float, float]:
+    """Iris (standardised), MLP 4-16-3, 5 mini-batches of 30; returns (final loss, train acc %, max LR)."""
+    x, y = load_iris(return_X_y=True)
+    x = torch.tensor((x - x.mean(0)) / x.std(0), dtype=torch.float32)
+    y = torch.tensor(y)
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = None if rule == "0.1" else LipschitzLR(opt, model, "softmax_ce", norm=rule)
+    criterion = nn.CrossEntropyLoss()
+    order = torch.randperm(150, generator=torch.Generator().manual_seed(seed))
+    top_lr = 0.1
+    for _ in range(epochs):
+        for i in range(5):
+            batch = order[i::5]
+            loss = criterion(model(x[batch]), y[batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        if sched is not None:
+            sched.step()
+        top_lr = max(top_lr, opt.param_groups[0]["lr"])
+    with torch.no_grad():
+        out = model(x)
+        return criterion(out, y).item(), 100.0 * (out.argmax(1) == y).float().mean().item(), top_lr
+
+
+def mlp_table(seeds: int, progress: Progress) -> str:
+    rules = ("0.1", "frobenius", "per_example")
+    task = progress.add_task("iris MLP", total=seeds * len(rules))
+    lines = ["| LR rule | final train loss (median) | runs with loss > 1 | train acc % (mean ± std) | largest LR (median) |",
+             "|---|---:|---:|---:|---:|"]
+    for rule in rules:
+        results = []
+        for seed in range(seeds):
+            results.append(mlp_run(seed, rule))
+            progress.advance(task)
+        losses, accs, lrs = (np.array(col) for col in zip(*results))
+        lines.append(f"| {'constant 0.1' if rule == '0.1' else '1/L, ' + rule} | {np.median(losses):.3g} "
+                     f"| {int((~(losses <= 1)).sum())}/{seeds} | {accs.mean():.1f} ± {accs.std():.1f} "
+                     f"| {np.median(lrs):.3g} |")
+    lines.append("")
+    lines.append(f"Iris standardised, MLP 4-16-3, plain SGD, 5 mini-batches of 30, 15 epochs, {seeds} seeds; "
+                 "LipschitzLR with hooks (epoch 0 at 0.1). A loss > 1 (or NaN) means the run diverged.")
     return "\n".join(lines)
 
 
@@ -297,7 +348,7 @@ def accuracy_table(epochs: int, seeds: int, progress: Progress) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("all", "paper", "overhead", "accuracy"), default="all")
+    parser.add_argument("--part", choices=("all", "paper", "mlp", "overhead", "accuracy"), default="all")
     parser.add_argument("--paper-seeds", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=10, help="interleaved overhead repeats")
     parser.add_argument("--epochs", type=int, default=8)
@@ -310,6 +361,8 @@ def main() -> None:
     with (nullcontext(Progress(disable=True)) if args.quiet else Progress(transient=True)) as progress:
         if args.part in ("all", "paper"):
             print(paper_table(args.paper_seeds, progress) + "\n")
+        if args.part in ("all", "mlp"):
+            print(mlp_table(args.paper_seeds, progress) + "\n")
         if args.part in ("all", "overhead"):
             print(overhead_table(args.repeats, progress) + "\n")
         if args.part in ("all", "accuracy"):
