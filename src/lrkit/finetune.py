@@ -304,8 +304,9 @@ def _choose_lr(model: nn.Module, opt: Optimizer, criterion: nn.Module, loader: D
     result = find_lr(model, opt, criterion, loader, **{"progress": progress, **(finder or {})})
     head = float(result.suggestion) / scale
     if result.confidence == "low":
-        log.warning("stage %s: the LR range test is not confident (%s); pass the LR explicitly to override",
-                    stage, "; ".join(result.notes) or "no note")
+        low, high = result.interval
+        log.warning("stage %s: low-confidence LR range test (heuristics span %.3g to %.3g%s); pass the LR "
+                    "explicitly to override", stage, low, high, "".join(f"; {note}" for note in result.notes))
     log.info("stage %s: LR range test suggests %.3g for the first group, head LR %.3g", stage,
              result.suggestion, head)
     return head, "finder"
