@@ -94,6 +94,12 @@ def assert_identical(a, b, path="state"):
 OPTIMIZERS = [(torch.optim.SGD, {"lr": 0.05, "momentum": 0.9}), (torch.optim.Adam, {"lr": 1e-3})]
 
 
+def test_find_lr_is_exported_lazily_from_lrkit():
+    import lrkit
+
+    assert lrkit.find_lr is find_lr
+
+
 # -- formulas -------------------------------------------------------------------------------
 def test_ramp_by_hand():
     assert ramp(1e-3, 1.0, 4) == pytest.approx([1e-3, 1e-2, 1e-1, 1.0], rel=1e-12)

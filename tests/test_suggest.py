@@ -202,3 +202,11 @@ def test_short_curves_leave_out_slide():
 def test_bad_arguments_are_named(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_suggest_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, lrkit.suggest; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
