@@ -309,29 +309,32 @@ def test_max_lr_caps_and_groups_keep_their_ratios():
     assert sched.get_last_lr() == pytest.approx([0.5, 5.0])
 
 
-def test_resume_mid_epoch_continues_identically():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_resume_mid_epoch_continues_identically(dtype):
+    a, b = BATCH_A.to(dtype) * 1.1, BATCH_B.to(dtype) * 1.1  # values not exact in float32
+
     def build():
-        model = classifier()
+        model = classifier().to(dtype)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         return model, opt, lipschitz_lr(opt, model, "softmax_ce", max_lr=10.0)
 
     model, opt, sched = build()
-    for batches in ((BATCH_A,), (BATCH_B, BATCH_A)):
+    for batches in ((a,), (b, a)):
         for batch in batches:
             model(batch)
         sched.step()
     expected = lr_of(opt)
 
     model, opt, sched = build()
-    model(BATCH_A)
+    model(a)
     sched.step()
-    model(BATCH_B)  # half of epoch 2, then checkpoint and restart
+    model(b)  # half of epoch 2, then checkpoint and restart
     buffer = io.BytesIO()
     torch.save(sched.state_dict(), buffer)
     buffer.seek(0)
     model, opt, sched = build()
     sched.load_state_dict(torch.load(buffer, weights_only=True))
-    model(BATCH_A)
+    model(a)
     sched.step()
     assert lr_of(opt) == expected
     assert sched.last_epoch == 2 and sched.updates == 2

@@ -106,9 +106,10 @@ class _EpochStats:
     batch_size: int = 0
     num_classes: int = 0
 
-    def observe_layer(self, z: Tensor, output: Tensor, norm: str) -> None:
+    def observe_layer(self, z: Tensor, output: Tensor, norm: str, outputs_norm: bool) -> None:
         self.k_z = _running_max(self.k_z, _batch_norm(z, norm))
-        self.k_a = _running_max(self.k_a, _batch_norm(output, norm))
+        if outputs_norm:
+            self.k_a = _running_max(self.k_a, _batch_norm(output, norm))
         self.batch_size = max(self.batch_size, int(z.shape[0]) if z.ndim else 1)
         self.num_classes = max(self.num_classes, int(output.shape[1]) if output.ndim > 1 else 1)
 
@@ -122,13 +123,13 @@ class _EpochStats:
     @classmethod
     def from_floats(cls, state: dict[str, Any]) -> "_EpochStats":
         def tensor(value):
-            return None if value is None else torch.tensor(float(value))
+            return None if value is None else torch.tensor(float(value), dtype=torch.float64)
         return cls(tensor(state["k_z"]), tensor(state["k_a"]), tensor(state["k_y"]),
                    int(state["batch_size"]), int(state["num_classes"]))
 
 
 def _running_max(current: Tensor | None, value: Tensor) -> Tensor:
-    return value if current is None else torch.maximum(current, value.to(current.device))
+    return value if current is None else torch.maximum(current.to(value.device), value)
 
 
 def _to_float(value: Tensor | None) -> float | None:
@@ -268,7 +269,7 @@ class LipschitzLR(LRScheduler):
     def _layer_hook(self, module: nn.Module, args: tuple, output: Any) -> None:
         if args and isinstance(output, Tensor) and self._collecting():
             with torch.no_grad():
-                self._stats.observe_layer(args[0], output, self.norm)
+                self._stats.observe_layer(args[0], output, self.norm, outputs_norm=self.loss == "mse")
 
     def _criterion_hook(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         target = args[1] if len(args) > 1 else kwargs.get("target")
