@@ -180,6 +180,23 @@ def numbers(history) -> list[float]:
     return [x for r in history for x in (r.epoch, r.steps, r.train_loss, r.val_loss, r.metric, *r.lrs)]
 
 
+def test_finder_suggestion_is_the_first_groups_lr_and_low_confidence_is_logged(monkeypatch, caplog):
+    """The range test reports the first group's LR; the head gets it divided by lr_0 / lr_head."""
+
+    class Low:
+        suggestion, interval, confidence, notes = 1e-4, (1e-5, 1e-2), "low", ("too noisy",)
+
+    calls = []
+    monkeypatch.setattr("lrkit.finetune.find_lr", lambda *a, **k: calls.append(k) or Low())
+    model, groups, train, val = setup()
+    with caplog.at_level("WARNING", logger="lrkit.finetune"):
+        stage = train_unfrozen(model, groups, train, val, nn.CrossEntropyLoss(), epochs=1, factor=2.0,
+                               finder={"num_iter": 7}, progress=False)
+    assert stage.lrs == pytest.approx((1e-4, 2e-4, 4e-4)) and stage.lr_source == "finder"
+    assert calls == [{"progress": False, "num_iter": 7}]
+    assert "low-confidence LR range test (heuristics span 1e-05 to 0.01; too noisy)" in caplog.text
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
