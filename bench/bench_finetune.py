@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import re
 import statistics
 import time
@@ -46,10 +47,27 @@ ROWS = [*VARIANTS, HEAD_ONLY, SCRATCH]
 START, END = "<!-- bench_finetune:start -->", "<!-- bench_finetune:end -->"
 
 
+class LowConfidence(logging.Handler):
+    """Counts the recipe's low-confidence range-test warnings instead of printing them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += "low-confidence LR range test" in record.getMessage()
+
+
+LOW = LowConfidence()
+FINDER_RUNS = {"count": 0}
+
+
 def run(task_name: str, row: str, seed: int, mode: str) -> float:
     """Validation accuracy after the last epoch of one run (every row: 9 epochs in all)."""
     task = get_task(task_name)
     fixed = mode == "fixed"
+    if not fixed:  # range tests run: one for the head-only reference and for scratch, two for the variants
+        FINDER_RUNS["count"] += 1 if row in (HEAD_ONLY, SCRATCH) else 2
     if row == HEAD_ONLY:  # a linear probe on the pretrained features, one-cycle for all 9 epochs
         torch.manual_seed(seed)
         model = task.build_model()
@@ -120,6 +138,9 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    finetune_log = logging.getLogger("lrkit.finetune")
+    finetune_log.addHandler(LOW)
+    finetune_log.propagate = False
     modes = ["finder", "fixed"]
     seeds = {"digits-transfer": args.digits_seeds, "mnist-transfer": args.mnist_seeds}
     if any(n < args.seeds for n in seeds.values()):
@@ -152,7 +173,9 @@ def main() -> None:
         f"epochs). `finder`: both LRs from `lrkit.torch.find_lr`'s default suggestion; `fixed`: head LR "
         f"{FIXED['head_lr']:g} and unfrozen head LR {FIXED['lr']:g} for every variant. Accuracy after the last "
         f"epoch, mean ± sample std over seeds; Δ: per-seed difference to one LR (same seed, same split, same "
-        f"head init), mean ± std, in percentage points; wins: seeds where the row beat one LR.\n\n"
+        f"head init), mean ± std, in percentage points; wins: seeds where the row beat one LR. "
+        f"{LOW.count} of the {FINDER_RUNS['count']} range tests in the `finder` columns reported low confidence "
+        f"(their heuristics disagree by more than a decade, or a warning about the curve).\n\n"
         + "\n\n".join(blocks)
     )
     print(block)
