@@ -15,7 +15,7 @@ from lrkit.finetune import fine_tune, fine_tune_task, train_head, train_unfrozen
 from lrkit.schedules import sgdr
 from lrkit.tasks import accuracy, get_task
 from lrkit.tasks.transfer import SHOTS, TransferCNN, load_transfer_data, pretrained_model, pretrained_state, source_data
-from lrkit.torch import layer_groups
+from lrkit.torch import freeze, layer_groups
 
 TASK = get_task("digits-transfer")
 
@@ -206,13 +206,18 @@ def test_finder_suggestion_is_the_first_groups_lr_and_low_confidence_is_logged(m
         ({"epochs": 1, "lr": -1.0}, "lr: must be a finite number > 0"),
         ({"epochs": 1, "cycle_len": 0}, "cycle_len"),
         ({"epochs": 1, "gradual_every": 0.3}, "whole number"),
+        ({"epochs": 1, "t_mul": 0.5}, "t_mul"),
+        ({"epochs": 1, "factor": 0}, "factor"),
     ],
 )
-def test_validation(kwargs, message):
+def test_validation_happens_before_any_work(kwargs, message):
     model, groups, train, val = setup()
     kwargs.setdefault("lr", 1e-3)
+    freeze(groups)
+    before = [p.requires_grad for p in model.parameters()]
     with pytest.raises(ValueError, match=message):
         train_unfrozen(model, groups, train, val, nn.CrossEntropyLoss(), progress=False, **kwargs)
+    assert [p.requires_grad for p in model.parameters()] == before  # nothing unfrozen, no range test run
 
 
 def test_fine_tune_task_rejects_unknown_task():

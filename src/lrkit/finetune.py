@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -118,21 +118,20 @@ def train_head(
 ) -> StageResult:
     """Steps 1-2: freeze all groups but the head, find its LR (unless `lr` is given), train it
     `epochs` epochs with the one-cycle policy (LR and Adam's beta1 / SGD's momentum cycled)."""
-    _check_common(groups, epochs, bn)
-    spe = _steps_per_epoch(train_loader)
+    _check_common(groups, epochs, bn, lr)
+    total = _total_steps(epochs, _steps_per_epoch(train_loader))
     freeze(groups, bn=bn)
     opt = optimizer([{"params": list(groups[-1].params), "lr": lr or 1.0}])
     lr, source = _choose_lr(model, opt, criterion, train_loader, lr, finder, scale=1.0, stage="head",
                              progress=progress)
     for group in opt.param_groups:
         group["lr"] = lr
-    total = _total_steps(epochs, spe)
     schedule = one_cycle(max_lr=lr, total_steps=total)
     scheduler = ScheduledLR(opt, schedule, momentum=schedule.momentum_schedule(0.85, 0.95))
     log.info("stage head: one-cycle, max_lr %.3g, %d steps (%g epochs), %d of %d groups trainable",
              lr, total, epochs, 1, len(groups))
     history = _fit("head", model, groups, opt, scheduler, None, train_loader, val_loader, criterion,
-                   total, spe, metric, progress)
+                   total, metric, progress)
     return StageResult("head", (lr,), source, history)
 
 
@@ -160,32 +159,33 @@ def train_unfrozen(
     `gradual_start` trainable groups), discriminative LRs ``lr_g = lr / factor ** (G - 1 - g)``
     with `lr` the head's LR (found again unless given), SGDR with first cycle `cycle_len` epochs
     and cycle lengths multiplied by `t_mul`. ``factor=1`` trains every group with one LR."""
-    _check_common(groups, epochs, bn)
+    _check_common(groups, epochs, bn, lr)
     spe = _steps_per_epoch(train_loader)
+    total = _total_steps(epochs, spe)
+    if (isinstance(cycle_len, bool) or not isinstance(cycle_len, (int, float)) or not math.isfinite(cycle_len)
+            or cycle_len <= 0):
+        raise ValueError(f"cycle_len: must be a finite number of epochs > 0, got {cycle_len!r}")
+    template = sgdr(lr=1.0, first_cycle_steps=cycle_len * spe, t_mul=t_mul)  # validates t_mul before any work
+    ratios = discriminative_lrs(len(groups), 1.0, factor=factor)  # lr_g / lr_head; validates factor
     if gradual_every is None:
         unfreeze(groups)
         unfreezer = None
     else:
         unfreezer = GradualUnfreezing(groups, gradual_every, steps_per_epoch=spe, start=gradual_start, bn=bn)
-    ratios = discriminative_lrs(len(groups), 1.0, factor=factor)  # lr_g / lr_head
     opt = optimizer(discriminative_param_groups(groups, lrs=ratios))
     head_lr, source = _choose_lr(model, opt, criterion, train_loader, lr, finder, scale=ratios[0],
                                     stage="unfrozen", progress=progress)
     lrs = tuple(head_lr * r for r in ratios)
     for group, value in zip(opt.param_groups, lrs):
         group["lr"] = value
-    total = _total_steps(epochs, spe)
-    first_cycle = cycle_len * spe
-    if not math.isfinite(first_cycle) or first_cycle <= 0:
-        raise ValueError(f"cycle_len: must be a finite number of epochs > 0, got {cycle_len!r}")
-    schedule: Schedule = sgdr(lr=lrs[0], first_cycle_steps=first_cycle, t_mul=t_mul)
+    schedule: Schedule = replace(template, lr=lrs[0])
     scheduler = ScheduledLR(opt, schedule)
     _warn_mid_cycle(epochs, cycle_len, t_mul)
     log.info("stage unfrozen: SGDR first cycle %g epochs, t_mul %g, %d steps; LRs per group %s; %s",
              cycle_len, t_mul, total, ", ".join(f"{v:.3g}" for v in lrs),
              "all groups trainable" if unfreezer is None else f"gradual unfreezing every {gradual_every:g} epochs")
     history = _fit("unfrozen", model, groups, opt, scheduler, unfreezer, train_loader, val_loader, criterion,
-                   total, spe, metric, progress)
+                   total, metric, progress)
     return StageResult("unfrozen", lrs, source, history)
 
 
@@ -248,7 +248,10 @@ def fine_tune_task(task: str | Task, *, seed: int = 0, batch_size: int | None = 
     return fine_tune(model, train_loader, val_loader, task.criterion(), **options)
 
 
-def _check_common(groups: Sequence[LayerGroup], epochs: float, bn: str) -> None:
+def _check_common(groups: Sequence[LayerGroup], epochs: float, bn: str, lr: float | None) -> None:
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr)
+                           or lr <= 0):
+        raise ValueError(f"lr: must be a finite number > 0 or None (find it), got {lr!r}")
     if not groups:
         raise ValueError("groups: expected at least one LayerGroup, got none")
     if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not math.isfinite(epochs) or epochs <= 0:
@@ -297,8 +300,6 @@ def _choose_lr(model: nn.Module, opt: Optimizer, criterion: nn.Module, loader: D
     """The head LR: `lr` if given, else the LR range test's suggestion on `opt` (whose groups keep
     their ratios; the finder reports the first group's LR, i.e. ``scale`` times the head's)."""
     if lr is not None:
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-            raise ValueError(f"lr: must be a finite number > 0 or None (find it), got {lr!r}")
         log.info("stage %s: head LR %.3g given", stage, lr)
         return float(lr), "given"
     result = find_lr(model, opt, criterion, loader, **{"progress": progress, **(finder or {})})
@@ -314,7 +315,7 @@ def _choose_lr(model: nn.Module, opt: Optimizer, criterion: nn.Module, loader: D
 
 def _fit(stage: str, model: nn.Module, groups: Sequence[LayerGroup], opt: Optimizer, scheduler: ScheduledLR,
          unfreezer: GradualUnfreezing | None, train_loader: DataLoader, val_loader: DataLoader,
-         criterion: nn.Module, total: int, spe: int, metric: Metric, progress: bool) -> tuple[EpochRecord, ...]:
+         criterion: nn.Module, total: int, metric: Metric, progress: bool) -> tuple[EpochRecord, ...]:
     """Train `total` updates, evaluating after every epoch (and after a final partial epoch)."""
     device = next(model.parameters()).device
     history: list[EpochRecord] = []
