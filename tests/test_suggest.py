@@ -125,11 +125,11 @@ def _falling_then_rising(n=100, tail_dip=True):
 
 
 def _consensus_by_hand(lrs, losses):
-    """valley and minimum on the whole curve; steepest and slide on [n // 10, argmin]."""
+    """sqrt(minimum * steepest on [n // 10, argmin]); the interval also spans valley and slide there."""
     falling = slice(len(losses) // 10, int(np.argmin(losses)) + 1)
     parts = [S.valley(lrs, losses), S.minimum(lrs, losses), S.steepest(lrs[falling], losses[falling]),
              S.slide(lrs[falling], losses[falling])]
-    return 10 ** np.median(np.log10(parts)), parts
+    return math.sqrt(parts[1] * parts[2]), parts
 
 
 def test_consensus_ignores_the_diverging_tail():

@@ -8,8 +8,8 @@ swappable as in fastai (``fastai/callback/schedule.py``):
 - `valley`: two thirds down the longest descending stretch (fastai ``valley``, the fastai default);
 - `minimum`: a tenth of the LR at the lowest loss (fastai ``minimum``);
 - `slide`: fastai's interval-slide rule (``slide``);
-- `consensus`: lrkit's robust rule, the geometric median of the four above, steepest and slide
-  restricted to the falling part of the curve; `suggest` adds an interval and a confidence note.
+- `consensus`: lrkit's robust rule, the geometric mean of `minimum` and `steepest` read on the
+  falling part of the curve; `suggest` adds the heuristics' interval and a confidence note.
 
 `clr_bounds` proposes ``(base_lr, max_lr)`` for cyclical schedules (Smith 2017, §3.3).
 No torch import here.
@@ -114,10 +114,10 @@ def _falling_part(lrs: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def _heuristics(lrs: np.ndarray, losses: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
-    """(every heuristic on the whole curve, the classic ones as `consensus` reads them).
+    """(every heuristic on the whole curve, the classic ones as the interval reads them).
 
-    `consensus` reads valley and minimum on the whole curve (they never point past the lowest
-    loss) and steepest and slide on the falling part (those that have enough points there).
+    valley and minimum are read on the whole curve (they never point past the lowest loss),
+    steepest and slide on the falling part (those that have enough points there).
     """
     whole = {"steepest": steepest(lrs, losses), "valley": valley(lrs, losses), "minimum": minimum(lrs, losses)}
     if lrs.size >= 16:
@@ -128,17 +128,20 @@ def _heuristics(lrs: np.ndarray, losses: np.ndarray) -> tuple[dict[str, float], 
         parts["steepest"] = steepest(falling_lrs, falling_losses)
     if falling_lrs.size >= 16:
         parts["slide"] = slide(falling_lrs, falling_losses)
-    whole["consensus"] = float(10.0 ** np.median(np.log10(list(parts.values()))))
+    whole["consensus"] = float(np.sqrt(parts["minimum"] * parts.get("steepest", parts["minimum"])))
     return whole, parts
 
 
 def consensus(lrs, losses) -> float:
-    """lrkit's robust rule: the geometric median of the classic heuristics, with steepest and
-    slide computed only on the falling part of the curve (from its first tenth to its lowest
-    loss), so that neither the noise of the first batches nor the diverging tail can attract them.
+    """lrkit's robust rule: the geometric mean of the conservative, stable `minimum` (a decade
+    below the lowest loss) and the aggressive, noisy `steepest`, the latter read only on the falling
+    part of the curve (from its first tenth to its lowest loss), so that neither the noise of the
+    first batches nor the diverging tail can attract it.
 
-    ``lr* = 10 ** median(log10 steepest', log10 valley, log10 minimum, log10 slide')``
-    (primes: on the falling part; heuristics without enough points there are left out).
+    ``lr* = sqrt(minimum(lrs, L) * steepest(lrs[n//10 : argmin L + 1], L[n//10 : argmin L + 1]))``
+
+    (valley and slide, the other classic rules, were measured lower and less stable in
+    bench/bench_finder.py; they still count in `suggest`'s interval and confidence.)
     """
     lrs, losses = _curve("consensus", lrs, losses)
     return _heuristics(lrs, losses)[0]["consensus"]
@@ -150,7 +153,7 @@ HEURISTICS: dict[str, Callable[..., float]] = {
 
 #: The heuristic `suggest` (and the finder) report by default; chosen by bench/bench_finder.py
 #: (docs/benchmarks.md, "LR finder").
-DEFAULT_METHOD = "valley"
+DEFAULT_METHOD = "consensus"
 
 
 def clr_bounds(lrs, losses, ratio: float = 4.0) -> tuple[float, float]:
