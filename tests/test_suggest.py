@@ -158,9 +158,9 @@ def test_suggest_reports_every_heuristic_interval_and_confidence():
     assert found.lr == found.suggestions["consensus"]
     _, parts = _consensus_by_hand(lrs, losses)
     assert found.interval == (min(parts), max(parts))
-    spread = math.log10(found.interval[1] / found.interval[0])
-    assert found.confidence == ("high" if spread <= 0.5 else "medium" if spread <= 1 else "low")
-    assert found.notes == ()
+    spread = abs(math.log10(parts[1] / parts[2]))  # the two votes: minimum, falling-part steepest
+    assert spread <= 1.0 and found.notes == ()
+    assert found.confidence == ("high" if spread <= 0.5 else "medium")
     assert S.suggest(lrs, losses).method == S.DEFAULT_METHOD
 
 
@@ -179,6 +179,13 @@ def test_suggest_flags_a_curve_that_never_stops_falling():
     lrs = np.logspace(-6, 0, 50)
     found = S.suggest(lrs, np.linspace(3.0, 1.0, 50))
     assert found.confidence == "low" and any("still falling" in note for note in found.notes)
+
+
+def test_suggest_flags_disagreeing_votes():
+    lrs = np.logspace(-5, 1, 60)
+    losses = np.concatenate([np.linspace(2.0, 1.0, 10), np.linspace(1.0, 0.9, 40), np.linspace(0.9, 3.0, 10)])
+    found = S.suggest(lrs, losses)  # steep drop early (lr 1e-4), lowest loss late (lr ~1): 3 decades apart
+    assert found.confidence == "low" and any("disagree by" in note for note in found.notes)
 
 
 def test_short_curves_leave_out_slide():

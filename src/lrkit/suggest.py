@@ -173,9 +173,10 @@ class Suggestion:
     """What `suggest` concluded about a range-test curve.
 
     ``lr``: the suggestion of ``method``; ``suggestions``: every heuristic's LR; ``interval``: the
-    span of the classic heuristics on the falling part (where they agree); ``confidence``:
-    ``"high"`` (span <= 0.5 decade), ``"medium"`` (<= 1 decade) or ``"low"`` (wider, or a warning
-    below); ``notes``: plain-language warnings about the curve.
+    span of the four classic heuristics as `consensus` reads them (where the published rules land);
+    ``confidence``: how far the two votes of `consensus` (minimum, falling-part steepest) agree,
+    ``"high"`` (within 0.5 decade), ``"medium"`` (1 decade) or ``"low"`` (further apart, or any
+    note); ``notes``: plain-language warnings about the curve.
     """
 
     lr: float
@@ -223,11 +224,13 @@ def suggest(lrs, losses, raw_losses=None, method: str = DEFAULT_METHOD) -> Sugge
     if method not in everything:
         raise ValueError(f"suggest: method {method!r} needs at least 16 points, got {lrs.size}")
     lo, hi = min(candidates.values()), max(candidates.values())
-    spread = float(np.log10(hi / lo))
     notes = _notes(lrs, losses, raw)
-    confidence = "high" if spread <= 0.5 else "medium" if spread <= 1.0 else "low"
-    if notes:
-        confidence = "low"
+    votes = candidates["minimum"], candidates.get("steepest", candidates["minimum"])
+    spread = abs(float(np.log10(votes[0] / votes[1])))
+    if spread > 1.0:
+        notes.append(f"minimum and steepest disagree by {spread:.1f} decades: re-run with another seed or more "
+                     "iterations and compare")
+    confidence = "low" if notes else "high" if spread <= 0.5 else "medium"
     chosen = everything[method]
     return Suggestion(lr=chosen, method=method, suggestions=everything, interval=(lo, hi),
                       confidence=confidence, notes=tuple(notes))

@@ -65,7 +65,7 @@ def _table(result, task: str, optimizer: str) -> Table:
         chosen = name == result.method
         table.add_row(f"[bold]{name} (suggested)[/]" if chosen else name, f"[bold]{lr:.3g}[/]" if chosen else f"{lr:.3g}")
     low, high = result.interval
-    table.add_row("heuristics agree within", f"{low:.3g} – {high:.3g}")
+    table.add_row("span of the rules", f"{low:.3g} – {high:.3g}")
     table.add_row("confidence", result.confidence)
     base, top = result.clr_bounds
     table.add_row("cyclical bounds (base, max)", f"{base:.3g}, {top:.3g}")

@@ -61,7 +61,7 @@ class FinderResult:
         if show_raw:
             ax.plot(self.lrs, self.raw_losses, color="0.75", linewidth=0.8, label="raw loss")
         ax.plot(self.lrs, self.losses, color="C0", linewidth=1.8, label="smoothed loss")
-        ax.axvspan(*self.interval, color="C2", alpha=0.12, label="heuristics agree")
+        ax.axvspan(*self.interval, color="C2", alpha=0.12, label="span of the rules")
         log_lrs = np.log10(self.lrs)
         for k, (name, lr) in enumerate(sorted(self.suggestions.items())):
             y = np.interp(np.log10(lr), log_lrs, self.losses)
