@@ -5,7 +5,7 @@ recorded at them, and returns one learning rate. They are the published ones, ke
 swappable as in fastai (``fastai/callback/schedule.py``):
 
 - `steepest`: where the loss falls fastest per unit of log-LR (fastai ``steep``);
-- `valley`: two thirds down the longest descending stretch (fastai ``valley``, the fastai default);
+- `valley`: about halfway along the longest descending stretch (fastai ``valley``, the fastai default);
 - `minimum`: a tenth of the LR at the lowest loss (fastai ``minimum``);
 - `slide`: fastai's interval-slide rule (``slide``);
 - `consensus`: lrkit's robust rule, the geometric mean of `minimum` and `steepest` read on the
@@ -56,7 +56,7 @@ def steepest(lrs, losses) -> float:
 
 
 def valley(lrs, losses) -> float:
-    """Two thirds down the longest descending stretch (fastai ``valley``, Zachary Mueller 2021).
+    """About halfway along the longest descending stretch (fastai ``valley``, Zachary Mueller 2021).
 
     ``d_i`` = length of the longest strictly decreasing subsequence of the losses that ends at i
     (``d_i = 1 + max{d_j : j < i, L_j > L_i}``); ``e`` = the first index with the largest ``d``,
@@ -141,7 +141,8 @@ def consensus(lrs, losses) -> float:
     ``lr* = sqrt(minimum(lrs, L) * steepest(lrs[n//10 : argmin L + 1], L[n//10 : argmin L + 1]))``
 
     (valley and slide, the other classic rules, were measured lower and less stable in
-    bench/bench_finder.py; they still count in `suggest`'s interval and confidence.)
+    bench/bench_finder.py; they still count in `suggest`'s interval.) When the falling part has
+    fewer than 2 points, `minimum` alone.
     """
     lrs, losses = _curve("consensus", lrs, losses)
     return _heuristics(lrs, losses)[0]["consensus"]
