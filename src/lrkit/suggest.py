@@ -61,7 +61,7 @@ def valley(lrs, losses) -> float:
     ``d_i`` = length of the longest strictly decreasing subsequence of the losses that ends at i
     (``d_i = 1 + max{d_j : j < i, L_j > L_i}``); ``e`` = the first index with the largest ``d``,
     ``s = e - d_e``; suggestion ``lr_k`` with ``k = s + int((e - s)/3) + int((e - s)/6)``.
-    fastai's ``k`` is -1 (wrapping to the last point) when the longest descent has 1 or 2 points
+    fastai's ``k`` is -1 (wrapping to the last point) when the longest descent has 2 points
     starting at index 0; lrkit clamps it to 0.
     """
     lrs, losses = _curve("valley", lrs, losses, min_points=1)
