@@ -36,8 +36,9 @@ def test_format_metric_uses_two_significant_digits_of_the_std():
     assert format_metric(0.97312, 0.00423, percent=True) == "97.31 % ± 0.42"
     assert format_metric(2934.6, 41.2) == "2,935 ± 41"
     assert format_metric(0.012345, 0.00056) == "0.01235 ± 0.00056"
-    assert format_metric(0.9, 0.0, percent=True) == "90.00 % ± 0.00"
-    assert format_metric(0.5) == "0.5000"
+    assert format_metric(0.9, 0.0, percent=True) == "90.0 % ± 0.0"  # mean to 3 significant digits
+    assert format_metric(0.5) == "0.500"
+    assert format_metric(0.705, percent=True) == "70.5 %"  # one seed: no std
     assert format_metric(math.nan, 0.1) == "—"
     assert format_steps(1240.0) == "1,240" and format_steps(math.inf) == "not reached"
     assert format_metric(0.95, 0.026, percent=True, decimals=2) == "95.00 % ± 2.60"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -14,14 +16,15 @@ def print_ranking(summary: Summary, console: Console | None = None) -> None:
     direction = "higher" if summary.higher_is_better else "lower"
     table = Table(title=f"{summary.task}: final {summary.metric_name} ({direction} is better), "
                         f"{summary.epochs} epochs x {len(summary.seeds)} seed(s)")
-    for column, justify in (("#", "right"), ("strategy", "left"), ("final (mean ± std)", "right"),
-                            ("best epoch", "right"), ("steps to target", "right"), ("wall s", "right"),
-                            ("diverged", "right")):
-        table.add_column(column, justify=justify)
+    table.add_column("#", justify="right")
+    table.add_column("strategy", no_wrap=True)
+    for column in ("final (mean ± std)", "best epoch", "steps to target", "wall s", "diverged"):
+        table.add_column(column, justify="right", no_wrap=True)
     for rank, item in enumerate(summary.ranking, 1):
         table.add_row(str(rank), escape(item.strategy),
-                      format_metric(item.final_mean, item.final_std, percent=summary.is_percent),
-                      str(item.best_epoch), format_steps(item.steps_to_target), f"{item.wall_time:.1f}",
+                      format_metric(item.final_mean, item.final_std, percent=summary.is_percent,
+                                    decimals=summary.decimals),
+                      str(item.best_epoch), format_steps(item.steps_to_target) if math.isfinite(item.steps_to_target) else "—", f"{item.wall_time:.1f}",
                       f"{item.n_diverged}/{item.n_runs}" if item.n_diverged else "")
     console.print(table)
     for sentence in summary.verdict:

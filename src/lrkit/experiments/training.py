@@ -81,11 +81,11 @@ def evaluate(task: Task, model: nn.Module, loader, criterion: nn.Module) -> tupl
 def train_trial(trial: Trial) -> RunResult:
     """Train `trial` from scratch; deterministic in its seed (single-threaded CPU)."""
     task, strategy = get_task(trial.task), trial.strategy
-    started = time.perf_counter()
     torch.manual_seed(trial.seed)
     np.random.seed(trial.seed)
     model = task.build_model()
     train_loader, val_loader = task.loaders(trial.seed, trial.batch_size)
+    started = time.perf_counter()  # the strategy's cost: LR range test (if any) + training
     steps_per_epoch = len(train_loader)
     total_steps = steps_per_epoch * trial.epochs
 
@@ -100,10 +100,11 @@ def train_trial(trial: Trial) -> RunResult:
     values = {"lr": base_lr, "total_steps": total_steps, "steps_per_epoch": steps_per_epoch, "epochs": trial.epochs}
     schedule = Strategy.resolve(strategy.schedule, **values) if strategy.schedule else constant(base_lr)
     momentum = Strategy.resolve(strategy.momentum, **values) if strategy.momentum else None
-    plateau = _plateau(optimizer, strategy)
-    scheduler = ScheduledLR(optimizer, schedule, momentum=momentum, plateau=plateau)
-    lipschitz = _lipschitz(model, optimizer, task, strategy)
+    plateau = _plateau(strategy)
     criterion = task.criterion()
+    lipschitz = _lipschitz(model, optimizer, criterion, strategy)
+    # LipschitzLR owns the LR (it sets it every epoch); otherwise a ScheduledLR does.
+    scheduler = None if lipschitz else ScheduledLR(optimizer, schedule, momentum=momentum, plateau=plateau)
 
     result = RunResult(key=trial.key, task=trial.task, strategy=strategy.name, config=strategy.config(),
                        seed=trial.seed, epochs=trial.epochs, batch_size=trial.batch_size,
@@ -122,7 +123,8 @@ def train_trial(trial: Trial) -> RunResult:
                 break
             loss.backward()
             optimizer.step()
-            scheduler.step()
+            if scheduler is not None:
+                scheduler.step()
         val_loss, metric = evaluate(task, model, val_loader, criterion)
         result.epoch_train_loss.append(float(np.mean(losses)))
         result.epoch_val_loss.append(val_loss)
@@ -134,12 +136,14 @@ def train_trial(trial: Trial) -> RunResult:
         if plateau is not None:
             scheduler.report(val_loss)
         if lipschitz is not None:
-            lipschitz.epoch_end()
+            lipschitz.step()
+    if lipschitz is not None:
+        lipschitz.remove_hooks()
     result.wall_time = time.perf_counter() - started
     return result
 
 
-def _plateau(optimizer: torch.optim.Optimizer, strategy: Strategy):
+def _plateau(strategy: Strategy):
     if strategy.plateau is None:
         return None
     from lrkit.torch import ReduceLROnPlateau
@@ -147,9 +151,15 @@ def _plateau(optimizer: torch.optim.Optimizer, strategy: Strategy):
     return ReduceLROnPlateau(**strategy.plateau)
 
 
-def _lipschitz(model: nn.Module, optimizer: torch.optim.Optimizer, task: Task, strategy: Strategy):
+def _lipschitz(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module, strategy: Strategy):
+    """A LipschitzLR for the task's loss (softmax CE or MSE), or None."""
     if strategy.lipschitz is None:
         return None
     from lrkit.torch import LipschitzLR
 
-    return LipschitzLR(optimizer, model, **strategy.lipschitz)
+    losses = {nn.CrossEntropyLoss: "softmax_ce", nn.MSELoss: "mse", nn.BCEWithLogitsLoss: "bce"}
+    loss = losses.get(type(criterion))
+    if loss is None:
+        raise ValueError(f"strategy {strategy.name!r}: LipschitzLR supports {sorted(losses.values())} losses, "
+                         f"the task uses {type(criterion).__name__}")
+    return LipschitzLR(optimizer, model, loss, criterion=criterion, **strategy.lipschitz)

@@ -104,8 +104,9 @@ def is_percent_metric(metric_name: str, values: Sequence[float]) -> bool:
 
 
 def _decimals_for(std: float, mean: float) -> int:
-    """Decimals that show the std with two significant digits (four for the mean if std is 0)."""
-    ref, digits = (std, 2) if math.isfinite(std) and std > 0 else (abs(mean), 4)
+    """Decimals that show the std with two significant digits (the mean with three if the std
+    is 0 or unknown)."""
+    ref, digits = (std, 2) if math.isfinite(std) and std > 0 else (abs(mean), 3)
     if not math.isfinite(ref) or ref == 0:
         return 2
     return int(min(6, max(0, digits - 1 - math.floor(math.log10(ref)))))

@@ -153,7 +153,7 @@ class ScheduledLR(LRScheduler):
         if len(scales) != len(self.optimizer.param_groups):
             raise ValueError(f"ScheduledLR.load_state_dict: saved {len(scales)} group scales, the optimizer "
                              f"has {len(self.optimizer.param_groups)} param groups")
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
             raise ValueError(f"ScheduledLR.load_state_dict: step must be an integer >= 0, got {step!r}")
         if self.plateau is not None:
             if "plateau" not in state_dict:
@@ -161,5 +161,5 @@ class ScheduledLR(LRScheduler):
                                  "state has no 'plateau' entry")
             self.plateau.load_state_dict(state_dict["plateau"])
         self.scales = scales
-        self.last_epoch = step
+        self.last_epoch = int(step)
         self._apply()
