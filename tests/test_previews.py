@@ -69,8 +69,3 @@ def test_gallery_renders_every_family(tmp_path):
     for spec in EXAMPLE_SPECS.values():
         parse(spec)  # every example is a valid spec
 
-
-def test_cli_demo_writes_gallery(tmp_path):
-    result = runner.invoke(app, ["demo", "-o", str(tmp_path)])
-    assert result.exit_code == 0, result.output
-    assert (tmp_path / "schedules.png").exists()

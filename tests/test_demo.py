@@ -1,0 +1,28 @@
+"""`lrkit demo --quick` end to end: every default strategy trained, stored and reported."""
+
+from typer.testing import CliRunner
+
+from lrkit.cli import app
+from lrkit.experiments.strategies import DEFAULT_STRATEGIES
+from lrkit.experiments.store import ResultsStore
+
+
+def test_quick_demo_trains_every_strategy_and_writes_the_report(tmp_path):
+    result = CliRunner().invoke(app, ["demo", "--quick", "-o", str(tmp_path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    with ResultsStore(tmp_path / "runs.sqlite") as store:
+        runs = store.runs()
+    names = {s.name for s in DEFAULT_STRATEGIES}
+    assert {run.strategy for run in runs} == names
+    assert all(run.task == "mnist1d-cnn" and run.epochs == 4 for run in runs)
+    finder_runs = [run for run in runs if run.config["lr"] == "finder" and run.strategy != "lipschitz"]
+    assert finder_runs and all(run.base_lr and run.base_lr > 0 for run in finder_runs)
+    page = (tmp_path / "report.html").read_text()
+    for name in names:
+        assert name in page
+    assert (tmp_path / "schedules.png").read_bytes()[:4] == b"\x89PNG"
+    assert "wins with a final accuracy" in result.output and "report.html" in result.output
+    again = CliRunner().invoke(app, ["demo", "--quick", "-o", str(tmp_path), "--quiet"])
+    assert again.exit_code == 0, again.output  # resumes: nothing left to train
+    with ResultsStore(tmp_path / "runs.sqlite") as store:
+        assert len(store.runs()) == len(runs)
