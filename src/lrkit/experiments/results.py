@@ -49,10 +49,10 @@ class RunResult:
     def final_metric(self) -> float:
         return self.epoch_metric[-1] if self.epoch_metric else math.nan
 
-    def best_epoch(self) -> int:
-        """1-based epoch with the best finite metric (0 if none)."""
+    def best(self) -> tuple[int, float | None]:
+        """(1-based epoch, value) of the best finite metric; (0, None) if there is none."""
         finite = [(m, i) for i, m in enumerate(self.epoch_metric, 1) if math.isfinite(m)]
         if not finite:
-            return 0
-        pick = max if self.higher_is_better else min
-        return pick(finite)[1]
+            return 0, None
+        metric, epoch = (max if self.higher_is_better else min)(finite)
+        return epoch, metric

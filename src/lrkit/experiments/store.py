@@ -150,8 +150,7 @@ class ResultsStore:
     def save(self, run: RunResult) -> int:
         """Store a run and its series in one transaction; returns its id. A key already
         stored is replaced (re-running a finished trial on purpose)."""
-        finite = [m for m in run.epoch_metric if math.isfinite(m)]
-        best = (max if run.higher_is_better else min)(finite) if finite else None
+        best_epoch, best_metric = run.best()
         with self._db:
             self._db.execute("DELETE FROM runs WHERE key = ?", (run.key,))
             cursor = self._db.execute(
@@ -160,8 +159,8 @@ class ResultsStore:
                 " environment, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run.key, run.task, run.strategy, json.dumps(run.config, sort_keys=True), run.seed,
                  run.epochs, run.batch_size, run.metric_name, int(run.higher_is_better), run.status,
-                 _finite_or_none(run.base_lr), run.wall_time, _finite_or_none(run.final_metric), best,
-                 run.best_epoch(), json.dumps(run.environment, sort_keys=True),
+                 _finite_or_none(run.base_lr), run.wall_time, _finite_or_none(run.final_metric), best_metric,
+                 best_epoch, json.dumps(run.environment, sort_keys=True),
                  datetime.now(timezone.utc).isoformat(timespec="seconds")))
             run_id = cursor.lastrowid
             self._db.executemany(
