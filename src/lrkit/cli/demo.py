@@ -35,7 +35,8 @@ def demo(
                   f"{study.epochs} epochs on {study.task} -> {out}/")
     result = run_case_study(study, out, workers=workers, progress=not quiet)
     print_ranking(summarize(load_runs(result.db, task=study.task)), console)
-    console.print(f"report:   [bold]{result.report}[/bold]\ngallery:  {result.gallery}\nresults:  {result.db}")
+    console.print(f"report:   [bold]{result.report}[/bold]\ngallery:  {result.gallery}\nresults:  {result.db}",
+                  soft_wrap=True)  # paths stay whole, so they can be copied
     if result.sweep.failed:
         console.print(f"[red]{len(result.sweep.failed)} run(s) failed; see the log above[/red]")
         raise typer.Exit(1)
