@@ -19,10 +19,13 @@ def demo(
     workers: int = typer.Option(None, "--workers", "-w", min=1, help="Parallel trials (default: all cores)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Run the LR case study: every default strategy (constant LRs too small / too large / from
-    the LR finder, step, multistep, exponential, cosine, warmup+cosine, SGDR, CLR, one-cycle,
-    plateau, Lipschitz, Adagrad, RMSprop, Adadelta, Adam) on MNIST-1D with 3 seeds; store the
-    runs in SQLite, write an HTML report and print the ranking. Re-running resumes.
+    """Run the LR case study on MNIST-1D, store the runs, write the HTML report, print the ranking.
+
+    Every default strategy (constant LRs too small / too large / from the LR finder, step,
+    multistep, exponential, cosine, warmup+cosine, SGDR, CLR, one-cycle, plateau, Lipschitz,
+    Adagrad, RMSprop, Adadelta, Adam) x 3 seeds. Interrupt it at any time: re-running resumes.
+
+    Example:  lrkit demo --quick -o /tmp/case-study
     """
     from lrkit.cli.ranking import print_ranking
     from lrkit.experiments.casestudy import FULL, QUICK, run_case_study

@@ -27,8 +27,10 @@ def finetune(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every stage and epoch."),
 ) -> None:
-    """Fine-tune a task's pretrained model: find LR, train the head, unfreeze, discriminative LRs,
-    find LR again, SGDR with doubling cycles.
+    """Fine-tune a task's pretrained model with the fast.ai recipe.
+
+    Find the LR, train the head (body frozen, one-cycle), unfreeze, give the layer groups
+    discriminative LRs, find the LR again, then SGDR with doubling cycles.
 
     Example:  lrkit finetune --task digits-transfer --epochs 7 --gradual-every 1
     """
