@@ -8,7 +8,9 @@
    B/8, B/4, B/2, B; report the smallest budget whose mean final accuracy reaches the
    baseline's mean final accuracy, as a fraction of the baseline's steps (target <= 0.25).
    Also the step at which the full-budget one-cycle run's validation accuracy first reaches
-   the baseline's final accuracy.
+   the baseline's final accuracy, and the same budget read against the best of a small grid
+   of constant LRs (0.1x, 0.3x, 1x the finder LR), since the finder's LR need not be the best
+   constant one.
 
     .venv/bin/python bench/bench_compare.py [--quick]
 """
@@ -75,29 +77,42 @@ def hardware_ceiling(trial: Trial, repeats: int = 3) -> float:
     return 2 * alone / together
 
 
+#: Lower constant LRs (fractions of the finder LR) trained beside the baseline, so the
+#: target can also be read against the best constant LR of this small grid.
+CONSTANT_GRID = (0.1, 0.3)
+
+
+def constant(factor: float) -> Strategy:
+    return Strategy(f"constant-finder-x{factor}", f"SGD, constant {factor} x the finder LR", lr_factor=factor)
+
+
+def _mean_final(runs: list) -> float:
+    return statistics.mean(r.final_metric for r in runs)
+
+
+def _first_budget(rows: list[tuple[int, float]], target: float) -> int | None:
+    return next((budget for budget, final in rows if final >= target), None)
+
+
 def time_to_target(task: str, epochs: int, batch_size: int, seeds: int, tmp: Path) -> dict:
     budgets = sorted({max(1, epochs // 8), max(1, epochs // 4), max(1, epochs // 2), epochs})
     db = tmp / f"ttt-{task}.sqlite"
-    runs = run_sweep(plan(task, [BASELINE], seeds, epochs, batch_size), db, progress=False).trained
+    constants = [BASELINE, *(constant(f) for f in CONSTANT_GRID)]
+    runs = run_sweep(plan(task, constants, seeds, epochs, batch_size), db, progress=False).trained
     for budget in budgets:
         runs += run_sweep(plan(task, [one_cycle(budget)], seeds, budget, batch_size), db, progress=False).trained
     by_name: dict[str, list] = {}
     for run in runs:
         by_name.setdefault(run.strategy, []).append(run)
-    baseline = statistics.mean(r.final_metric for r in by_name[BASELINE.name])
-    steps_per_epoch = len(by_name[BASELINE.name][0].step_lr) // epochs
-    rows = []
-    reached_budget = None
-    for budget in budgets:
-        final = statistics.mean(r.final_metric for r in by_name[one_cycle(budget).name])
-        rows.append((budget, final))
-        if reached_budget is None and final >= baseline:
-            reached_budget = budget
+    baseline = _mean_final(by_name[BASELINE.name])
+    grid = {1.0: baseline, **{f: _mean_final(by_name[constant(f).name]) for f in CONSTANT_GRID}}
+    best_factor = max(grid, key=grid.get)
+    rows = [(budget, _mean_final(by_name[one_cycle(budget).name])) for budget in budgets]
     full = by_name[one_cycle(epochs).name]
     first_epochs = [next((i for i, m in enumerate(r.epoch_metric, 1) if m >= baseline), None) for r in full]
-    return {"baseline": baseline, "rows": rows, "reached_budget": reached_budget, "epochs": epochs,
-            "steps_per_epoch": steps_per_epoch, "first_epochs": first_epochs,
-            "base_lrs": [r.base_lr for r in by_name[BASELINE.name]]}
+    return {"baseline": baseline, "rows": rows, "reached_budget": _first_budget(rows, baseline), "epochs": epochs,
+            "grid": grid, "best_factor": best_factor, "reached_best": _first_budget(rows, grid[best_factor]),
+            "first_epochs": first_epochs, "base_lrs": [r.base_lr for r in by_name[BASELINE.name]]}
 
 
 def main() -> None:
@@ -117,18 +132,20 @@ def main() -> None:
         ceiling = hardware_ceiling(cosine_trials("mnist1d-cnn", 3 if args.quick else 10, 1)[0])
         print(f"\nMachine ceiling (one trial alone vs two at once in two processes): {ceiling:.2f}x\n")
         print("## Time to target (finder LR + one-cycle vs constant finder LR)\n")
-        print("| task | baseline epochs | baseline final acc | one-cycle budget -> final acc | "
-              "smallest budget reaching baseline | fraction of baseline steps |")
-        print("|---|---:|---:|---|---:|---:|")
+        print("| task | epochs | constant finder LR: final acc | constant 0.1x / 0.3x finder LR | "
+              "one-cycle budget -> final acc | fraction of steps to reach the finder constant | "
+              "... to reach the best constant |")
+        print("|---|---:|---:|---:|---|---:|---:|")
         settings = [("mnist1d-cnn", 8 if args.quick else 40, 100, 1 if args.quick else 3),
                     ("mnist-cnn", 2 if args.quick else 8, 64, 1 if args.quick else 2)]
         for task, epochs, batch_size, seeds in settings:
             result = time_to_target(task, epochs, batch_size, seeds, tmp)
             budgets = ", ".join(f"{b} ep -> {acc * 100:.1f} %" for b, acc in result["rows"])
-            reached = result["reached_budget"]
-            fraction = f"{reached / epochs:.3f}" if reached else "not reached"
-            print(f"| {task} | {epochs} | {result['baseline'] * 100:.1f} % | {budgets} | "
-                  f"{f'{reached} ep' if reached else '—'} | {fraction} |")
+            fractions = [f"{reached / epochs:.3f} ({reached} ep)" if reached else "not reached"
+                         for reached in (result["reached_budget"], result["reached_best"])]
+            lower = " / ".join(f"{result['grid'][f] * 100:.1f} %" for f in CONSTANT_GRID)
+            print(f"| {task} | {epochs} | {result['baseline'] * 100:.1f} % | {lower} | {budgets} | "
+                  f"{fractions[0]} | {fractions[1]} |")
             print(f"<!-- {task}: full-budget one-cycle first reaches the baseline at epochs {result['first_epochs']}; "
                   f"finder LRs {[round(x, 4) for x in result['base_lrs']]} -->")
 
