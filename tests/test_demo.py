@@ -1,5 +1,7 @@
 """`lrkit demo --quick` end to end: every default strategy trained, stored and reported."""
 
+import itertools
+
 from typer.testing import CliRunner
 
 from lrkit.cli import app
@@ -21,6 +23,12 @@ def test_quick_demo_trains_every_strategy_and_writes_the_report(tmp_path):
     for name in names:
         assert name in page
     assert (tmp_path / "schedules.png").read_bytes()[:4] == b"\x89PNG"
+    lines = result.output.splitlines()
+    body = lines[next(i for i, line in enumerate(lines) if "───" in line) + 1:]
+    rows = [line.split() for line in itertools.takewhile(str.strip, body)]  # the table ends at a blank line
+    ranked = {cells[1]: int(cells[0]) for cells in rows}
+    assert set(ranked) == names, "every strategy is ranked, its name whole, in an 80-column terminal"
+    assert sorted(ranked.values()) == list(range(1, len(names) + 1))
     printed = "".join(result.output.split())  # rich wraps long lines at the terminal width
     assert "winswithafinalaccuracy" in printed and f"{tmp_path}/report.html".replace(" ", "") in printed
     again = CliRunner().invoke(app, ["demo", "--quick", "-o", str(tmp_path), "--quiet"])
