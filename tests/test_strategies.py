@@ -50,6 +50,7 @@ def test_bad_templates_are_rejected_at_construction(template, message):
     ({"optimizer": "lbfgs"}, "optimizer"),
     ({"lr": "auto"}, "lr"),
     ({"lr": -0.1}, "lr"),
+    ({"finder_method": "fastest"}, "finder_method"),
 ])
 def test_bad_strategy_fields_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -66,3 +67,32 @@ def test_select_strategies_by_name_and_custom_templates():
         select_strategies("adam", ["no-equals-sign"])
     with pytest.raises(ValueError, match="unique"):
         select_strategies("adam,adam")
+
+
+def test_constant_lr_strategies_read_the_minimum_rule_decaying_ones_the_consensus():
+    strategies = default_strategies()
+    for name in ("constant-too-small", "constant-too-large", "constant-finder", "plateau"):
+        assert strategies[name].finder_method == "minimum"
+    for name in ("step", "multistep", "exponential", "cosine", "warmup-cosine", "sgdr", "clr-triangular2",
+                 "one-cycle"):
+        assert strategies[name].finder_method == "consensus"
+
+
+def test_the_runner_uses_the_strategys_finder_rule():
+    import torch
+
+    from lrkit.experiments.training import FINDER_ITERATIONS, finder_lr, make_optimizer
+    from lrkit.tasks import get_task
+    from lrkit.torch import find_lr
+
+    task = get_task("digits-mlp")
+    torch.manual_seed(0)
+    model = task.build_model()
+    loader, _ = task.loaders(0)
+    strategy = default_strategies()["constant-finder"]
+    reference = find_lr(model, make_optimizer(strategy, model, lr=1e-7), task.criterion(), loader,
+                        num_iter=FINDER_ITERATIONS, progress=False)
+    assert reference.suggestions["minimum"] != reference.suggestions["consensus"]
+    assert finder_lr(task, strategy, model, loader) == pytest.approx(reference.suggestions["minimum"], rel=1e-12)
+    cosine_lr = finder_lr(task, default_strategies()["cosine"], model, loader)
+    assert cosine_lr == pytest.approx(reference.suggestions["consensus"], rel=1e-12)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lrkit.schedules import Schedule, parse
+from lrkit.suggest import DEFAULT_METHOD, HEURISTICS
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta")
 TEMPLATE_FIELDS = ("lr", "total_steps", "steps_per_epoch", "epochs")
@@ -23,8 +24,11 @@ TEMPLATE_FIELDS = ("lr", "total_steps", "steps_per_epoch", "epochs")
 class Strategy:
     """How one run sets its learning rate.
 
-    `lr`: a number, ``"finder"`` (the LR range test's robust suggestion on this model and
-    data, times `lr_factor`) or ``"default"`` (the optimizer's own default LR).
+    `lr`: a number, ``"finder"`` (the LR range test's suggestion on this model and data by the
+    rule `finder_method` of `lrkit.suggest`, times `lr_factor`) or ``"default"`` (the
+    optimizer's own default LR). The default strategies read ``"minimum"`` when the LR then
+    stays constant and ``"consensus"`` when a schedule decays it: the rules that scored best
+    for each case in the finder benchmark (docs/benchmarks.md, "LR finder").
     `schedule` / `momentum`: spec templates (None: constant LR / no momentum schedule).
     `plateau`: keyword arguments of `lrkit.torch.ReduceLROnPlateau` (stepped on the
     validation loss each epoch). `lipschitz`: keyword arguments of `lrkit.torch.LipschitzLR`
@@ -36,6 +40,7 @@ class Strategy:
     optimizer: str = "sgd"
     lr: float | str = "finder"
     lr_factor: float = 1.0
+    finder_method: str = DEFAULT_METHOD
     schedule: str | None = None
     momentum: str | None = None
     plateau: dict[str, Any] | None = None
@@ -50,6 +55,9 @@ class Strategy:
             raise ValueError(f"strategy {self.name!r}: lr must be a number, 'finder' or 'default', got {self.lr!r}")
         if not isinstance(self.lr, str) and not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"strategy {self.name!r}: a numeric lr must be > 0, got {self.lr!r}")
+        if self.finder_method not in HEURISTICS:
+            raise ValueError(f"strategy {self.name!r}: finder_method must be one of {', '.join(HEURISTICS)}, "
+                             f"got {self.finder_method!r}")
         for name in ("schedule", "momentum"):
             template = getattr(self, name)
             if template is not None:
@@ -78,10 +86,15 @@ def _progress(spec: str) -> str:
     return f"in_epochs({spec}, steps_per_epoch={{total_steps}})"
 
 
+#: The finder rule for strategies whose LR stays constant (plateau: until the first cut).
+CONSTANT_LR_RULE = "minimum"
+
 DEFAULT_STRATEGIES: tuple[Strategy, ...] = (
-    Strategy("constant-too-small", "SGD, constant LR 100x below the finder's", lr_factor=0.01),
-    Strategy("constant-too-large", "SGD, constant LR 10x above the finder's", lr_factor=10.0),
-    Strategy("constant-finder", "SGD, constant LR from the LR range test"),
+    Strategy("constant-too-small", "SGD, constant LR 100x below the finder's", lr_factor=0.01,
+             finder_method=CONSTANT_LR_RULE),
+    Strategy("constant-too-large", "SGD, constant LR 10x above the finder's", lr_factor=10.0,
+             finder_method=CONSTANT_LR_RULE),
+    Strategy("constant-finder", "SGD, constant LR from the LR range test (minimum rule)", finder_method=CONSTANT_LR_RULE),
     Strategy("step", "SGD, x0.1 at 1/3 and 2/3 of training",
              schedule=_progress("step(lr={lr}, step_size=0.34, gamma=0.1)")),
     Strategy("multistep", "SGD, x0.1 at 50 % and 75 % of training",
@@ -100,7 +113,7 @@ DEFAULT_STRATEGIES: tuple[Strategy, ...] = (
              schedule="one_cycle(max_lr={lr}, total_steps={total_steps})",
              momentum="one_cycle_momentum(total_steps={total_steps})"),
     Strategy("plateau", "SGD, finder LR, x0.1 when validation loss stalls 2 epochs",
-             plateau={"factor": 0.1, "patience": 2}),
+             plateau={"factor": 0.1, "patience": 2}, finder_method=CONSTANT_LR_RULE),
     Strategy("lipschitz", "SGD, LR = 1/L recomputed each epoch (Yedida & Saha 2019)",
              lipschitz={}, optimizer_kwargs={"momentum": 0.0}),
     Strategy("adagrad", "Adagrad at its defaults", optimizer="adagrad", lr="default"),

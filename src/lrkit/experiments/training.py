@@ -59,12 +59,13 @@ def make_optimizer(strategy: Strategy, model: nn.Module, lr: float | None) -> to
 
 
 def finder_lr(task: Task, strategy: Strategy, model: nn.Module, train_loader) -> float:
-    """The LR range test's suggestion for this model, optimizer and data (model restored after)."""
+    """The LR range test's suggestion by the strategy's `finder_method` for this model, optimizer
+    and data (model restored after)."""
     from lrkit.torch import find_lr
 
     optimizer = make_optimizer(strategy, model, lr=1e-7)
     result = find_lr(model, optimizer, task.criterion(), train_loader, num_iter=FINDER_ITERATIONS,
-                     progress=False)
+                     method=strategy.finder_method, progress=False)
     return float(result.suggestion)
 
 
