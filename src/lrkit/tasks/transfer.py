@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from lrkit.tasks.datacache import mnist_digits
+from lrkit.tasks.bundled import mnist_images
 from lrkit.tasks.registry import Task, TaskData, accuracy, register_task
 
 __all__ = ["TransferCNN", "load_transfer_data", "pretrained_model", "pretrained_state", "source_data"]
@@ -89,9 +89,7 @@ def _images(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
 
         bunch = load_digits()
         return torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0, torch.tensor(bunch.target)
-    images, labels = mnist_digits()
-    x = torch.tensor(images, dtype=torch.float32).reshape(-1, 1, 28, 28) / 255.0
-    return (x - 0.1307) / 0.3081, torch.tensor(labels, dtype=torch.long)
+    return mnist_images()
 
 
 def _subset(dataset: str, classes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
