@@ -34,7 +34,7 @@ from lrkit.suggest import HEURISTICS
 from lrkit.tasks import Task, accuracy, get_task
 from lrkit.tasks.digits import standardised_split
 from lrkit.torch import ScheduledLR, find_lr
-from lrkit.torch.finder_tasks import make_optimizer
+from lrkit.torch.optimizers import make_optimizer
 
 warnings.filterwarnings("ignore")
 import torch_lr_finder.lr_finder as tlf  # noqa: E402  (bench-only dependency)

@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lrkit.finetune import fine_tune_task, train_head
+from lrkit.experiments.finetune_on_task import fine_tune_task
+from lrkit.finetune import train_head
 from lrkit.tasks import get_task
 from lrkit.tasks.transfer import DATASETS, TransferCNN, pretrained_state
 from lrkit.torch import layer_groups

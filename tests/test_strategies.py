@@ -81,7 +81,7 @@ def test_constant_lr_strategies_read_the_minimum_rule_decaying_ones_the_consensu
 def test_the_runner_uses_the_strategys_finder_rule():
     import torch
 
-    from lrkit.experiments.training import FINDER_ITERATIONS, finder_lr, make_optimizer
+    from lrkit.experiments.training import FINDER_ITERATIONS, finder_lr, strategy_optimizer
     from lrkit.tasks import get_task
     from lrkit.torch import find_lr
 
@@ -90,7 +90,7 @@ def test_the_runner_uses_the_strategys_finder_rule():
     model = task.build_model()
     loader, _ = task.loaders(0)
     strategy = default_strategies()["constant-finder"]
-    reference = find_lr(model, make_optimizer(strategy, model, lr=1e-7), task.criterion(), loader,
+    reference = find_lr(model, strategy_optimizer(strategy, model, lr=1e-7), task.criterion(), loader,
                         num_iter=FINDER_ITERATIONS, progress=False)
     assert reference.suggestions["minimum"] != reference.suggestions["consensus"]
     assert finder_lr(task, strategy, model, loader) == pytest.approx(reference.suggestions["minimum"], rel=1e-12)

@@ -15,20 +15,19 @@ its LR choice and each epoch through `logging` and returns its history.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from rich.progress import Progress
 from torch import nn
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 
+from lrkit.progress import progress_bar
 from lrkit.schedules import Schedule, one_cycle, sgdr
-from lrkit.tasks.registry import Task, accuracy, get_task
 from lrkit.torch import (
     GradualUnfreezing,
     LayerGroup,
@@ -40,20 +39,55 @@ from lrkit.torch import (
     layer_groups,
     unfreeze,
 )
+from lrkit.torch.evaluation import Metric, accuracy, evaluate
 from lrkit.torch.freezing import BN_MODES
+from lrkit.validation import callable_arg, choice, fail, flag, instance, non_negative, optional, positive
 
-__all__ = ["EpochRecord", "FineTuneResult", "StageResult", "adamw", "fine_tune", "fine_tune_task", "train_head",
+__all__ = ["EpochRecord", "FineTuneResult", "StageOptions", "StageResult", "adamw", "fine_tune", "train_head",
            "train_unfrozen"]
 
 log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[[list[dict[str, Any]]], Optimizer]
-Metric = Callable[[torch.Tensor, torch.Tensor], float]
 
 
 def adamw(param_groups: list[dict[str, Any]]) -> Optimizer:
     """The default optimizer: AdamW, weight decay 0.01 (fastai's default optimizer family)."""
     return torch.optim.AdamW(param_groups, weight_decay=0.01)
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """How every stage trains, whatever its LRs: the settings `train_head`, `train_unfrozen` and
+    `fine_tune` share (each takes ``options`` plus keyword overrides of these fields).
+
+    `optimizer` builds the optimizer from param-group dicts; `metric(outputs, targets)` scores a
+    validation pass; `bn` is how frozen BatchNorm layers behave (`lrkit.torch.freeze`);
+    `finder` holds keyword arguments of `lrkit.torch.find_lr` for the stages that find their LR;
+    `progress` shows a progress bar per stage.
+    """
+
+    optimizer: OptimizerFactory = adamw
+    metric: Metric = accuracy
+    bn: str = "freeze"
+    finder: dict[str, Any] | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        callable_arg("fine_tune", "optimizer", self.optimizer, "(param_groups) -> Optimizer")
+        callable_arg("fine_tune", "metric", self.metric, "(outputs, targets) -> float")
+        choice("fine_tune", "bn", self.bn, BN_MODES)
+        optional(instance, "fine_tune", "finder", self.finder, dict, "a dict of find_lr keyword arguments")
+        flag("fine_tune", "progress", self.progress)
+
+    @classmethod
+    def of(cls, options: StageOptions | None, overrides: dict[str, Any]) -> StageOptions:
+        """`options` (default: the defaults) with `overrides` replacing fields; unknown names refused."""
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(overrides) - set(allowed))
+        if unknown:
+            raise fail("fine_tune", "each option", f"one of {', '.join(allowed)}", ", ".join(unknown))
+        return dataclasses.replace(options or cls(), **overrides)
 
 
 @dataclass(frozen=True)
@@ -110,28 +144,25 @@ def train_head(
     *,
     epochs: float = 1,
     lr: float | None = None,
-    optimizer: OptimizerFactory = adamw,
-    metric: Metric = accuracy,
-    bn: str = "freeze",
-    finder: dict[str, Any] | None = None,
-    progress: bool = True,
+    options: StageOptions | None = None,
+    **overrides: Any,
 ) -> StageResult:
     """Steps 1-2: freeze all groups but the head, find its LR (unless `lr` is given), train it
-    `epochs` epochs with the one-cycle policy (LR and Adam's beta1 / SGD's momentum cycled)."""
-    _check_common(groups, epochs, bn, lr)
+    `epochs` epochs with the one-cycle policy (LR and Adam's beta1 / SGD's momentum cycled).
+    `options` / `overrides`: see `StageOptions`."""
+    opts = StageOptions.of(options, overrides)
+    _check_common(groups, epochs, lr)
     total = _total_steps(epochs, _steps_per_epoch(train_loader))
-    freeze(groups, bn=bn)
-    opt = optimizer([{"params": list(groups[-1].params), "lr": lr or 1.0}])
-    lr, source = _choose_lr(model, opt, criterion, train_loader, lr, finder, scale=1.0, stage="head",
-                             progress=progress)
+    freeze(groups, bn=opts.bn)
+    opt = opts.optimizer([{"params": list(groups[-1].params), "lr": lr or 1.0}])
+    lr, source = _choose_lr(model, opt, criterion, train_loader, lr, opts, scale=1.0, stage="head")
     for group in opt.param_groups:
         group["lr"] = lr
     schedule = one_cycle(max_lr=lr, total_steps=total)
     scheduler = ScheduledLR(opt, schedule, momentum=schedule.momentum_schedule(0.85, 0.95))
     log.info("stage head: one-cycle, max_lr %.3g, %d steps (%g epochs), %d of %d groups trainable",
              lr, total, epochs, 1, len(groups))
-    history = _fit("head", model, groups, opt, scheduler, None, train_loader, val_loader, criterion,
-                   total, metric, progress)
+    history = _fit("head", model, groups, opt, scheduler, None, train_loader, val_loader, criterion, total, opts)
     return StageResult("head", (lr,), source, history)
 
 
@@ -149,43 +180,39 @@ def train_unfrozen(
     t_mul: float = 2.0,
     gradual_every: float | None = None,
     gradual_start: int = 2,
-    optimizer: OptimizerFactory = adamw,
-    metric: Metric = accuracy,
-    bn: str = "freeze",
-    finder: dict[str, Any] | None = None,
-    progress: bool = True,
+    options: StageOptions | None = None,
+    **overrides: Any,
 ) -> StageResult:
     """Steps 3-6: unfreeze (at once, or one more group every `gradual_every` epochs starting with
     `gradual_start` trainable groups), discriminative LRs ``lr_g = lr / factor ** (G - 1 - g)``
     with `lr` the head's LR (found again unless given), SGDR with first cycle `cycle_len` epochs
-    and cycle lengths multiplied by `t_mul`. ``factor=1`` trains every group with one LR."""
-    _check_common(groups, epochs, bn, lr)
+    and cycle lengths multiplied by `t_mul`. ``factor=1`` trains every group with one LR.
+    `options` / `overrides`: see `StageOptions`."""
+    opts = StageOptions.of(options, overrides)
+    _check_common(groups, epochs, lr)
     spe = _steps_per_epoch(train_loader)
     total = _total_steps(epochs, spe)
-    if (isinstance(cycle_len, bool) or not isinstance(cycle_len, (int, float)) or not math.isfinite(cycle_len)
-            or cycle_len <= 0):
-        raise ValueError(f"cycle_len: must be a finite number of epochs > 0, got {cycle_len!r}")
+    positive("train_unfrozen", "cycle_len", cycle_len)
     template = sgdr(lr=1.0, first_cycle_steps=cycle_len * spe, t_mul=t_mul)  # validates t_mul before any work
     ratios = discriminative_lrs(len(groups), 1.0, factor=factor)  # lr_g / lr_head; validates factor
     if gradual_every is None:
         unfreeze(groups)
         unfreezer = None
     else:
-        unfreezer = GradualUnfreezing(groups, gradual_every, steps_per_epoch=spe, start=gradual_start, bn=bn)
-    opt = optimizer(discriminative_param_groups(groups, lrs=ratios))
-    head_lr, source = _choose_lr(model, opt, criterion, train_loader, lr, finder, scale=ratios[0],
-                                    stage="unfrozen", progress=progress)
+        unfreezer = GradualUnfreezing(groups, gradual_every, steps_per_epoch=spe, start=gradual_start, bn=opts.bn)
+    opt = opts.optimizer(discriminative_param_groups(groups, lrs=ratios))
+    head_lr, source = _choose_lr(model, opt, criterion, train_loader, lr, opts, scale=ratios[0], stage="unfrozen")
     lrs = tuple(head_lr * r for r in ratios)
     for group, value in zip(opt.param_groups, lrs):
         group["lr"] = value
-    schedule: Schedule = replace(template, lr=lrs[0])
+    schedule: Schedule = dataclasses.replace(template, lr=lrs[0])
     scheduler = ScheduledLR(opt, schedule)
     _warn_mid_cycle(epochs, cycle_len, t_mul)
     log.info("stage unfrozen: SGDR first cycle %g epochs, t_mul %g, %d steps; LRs per group %s; %s",
              cycle_len, t_mul, total, ", ".join(f"{v:.3g}" for v in lrs),
              "all groups trainable" if unfreezer is None else f"gradual unfreezing every {gradual_every:g} epochs")
     history = _fit("unfrozen", model, groups, opt, scheduler, unfreezer, train_loader, val_loader, criterion,
-                   total, metric, progress)
+                   total, opts)
     return StageResult("unfrozen", lrs, source, history)
 
 
@@ -205,59 +232,33 @@ def fine_tune(
     cycle_len: float = 1,
     t_mul: float = 2.0,
     gradual_every: float | None = None,
-    optimizer: OptimizerFactory = adamw,
-    metric: Metric = accuracy,
-    bn: str = "freeze",
-    finder: dict[str, Any] | None = None,
-    progress: bool = True,
+    options: StageOptions | None = None,
+    **overrides: Any,
 ) -> FineTuneResult:
     """The fast.ai recipe (module docstring): `train_head` for `freeze_epochs` epochs (skipped when
     0), then `train_unfrozen` for `epochs` epochs (gradual unfreezing starts with the head and the
     group below it after a head stage, with the head alone without one). `groups` defaults to ``layer_groups(model,
-    n_groups)``; `head_lr` / `lr` skip the corresponding LR range test; `finder` passes keyword
-    arguments to `lrkit.torch.find_lr`."""
-    if (isinstance(freeze_epochs, bool) or not isinstance(freeze_epochs, (int, float))
-            or not math.isfinite(freeze_epochs) or freeze_epochs < 0):
-        raise ValueError(f"freeze_epochs: must be a finite number >= 0, got {freeze_epochs!r}")
+    n_groups)``; `head_lr` / `lr` skip the corresponding LR range test; `options` / `overrides`
+    (see `StageOptions`) apply to both stages."""
+    opts = StageOptions.of(options, overrides)
+    non_negative("fine_tune", "freeze_epochs", freeze_epochs)
     if groups is None:
         groups = layer_groups(model, n_groups)
     stages = []
     if freeze_epochs > 0:
         stages.append(train_head(model, groups, train_loader, val_loader, criterion, epochs=freeze_epochs,
-                                 lr=head_lr, optimizer=optimizer, metric=metric, bn=bn, finder=finder,
-                                 progress=progress))
+                                 lr=head_lr, options=opts))
     stages.append(train_unfrozen(model, groups, train_loader, val_loader, criterion, epochs=epochs, lr=lr,
                                  factor=factor, cycle_len=cycle_len, t_mul=t_mul, gradual_every=gradual_every,
-                                 gradual_start=min(2, len(groups)) if stages else 1,
-                                 optimizer=optimizer, metric=metric, bn=bn, finder=finder, progress=progress))
+                                 gradual_start=min(2, len(groups)) if stages else 1, options=opts))
     return FineTuneResult(tuple(stages))
 
 
-def fine_tune_task(task: str | Task, *, seed: int = 0, batch_size: int | None = None, **options: Any) -> FineTuneResult:
-    """`fine_tune` on a registered task: torch seeded with `seed`, then the task's model (for
-    ``digits-transfer`` the pretrained body with a new head), its loaders for `seed`, its loss and
-    metric; `options` go to `fine_tune` (``epochs`` is required)."""
-    if isinstance(task, str):
-        task = get_task(task)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed: must be an integer >= 0, got {seed!r}")
-    torch.manual_seed(seed)
-    model = task.build_model()
-    train_loader, val_loader = task.loaders(seed, batch_size)
-    options.setdefault("metric", task.metric)
-    return fine_tune(model, train_loader, val_loader, task.criterion(), **options)
-
-
-def _check_common(groups: Sequence[LayerGroup], epochs: float, bn: str, lr: float | None) -> None:
-    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr)
-                           or lr <= 0):
-        raise ValueError(f"lr: must be a finite number > 0 or None (find it), got {lr!r}")
+def _check_common(groups: Sequence[LayerGroup], epochs: float, lr: float | None) -> None:
+    optional(positive, "fine_tune", "lr", lr)
     if not groups:
-        raise ValueError("groups: expected at least one LayerGroup, got none")
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not math.isfinite(epochs) or epochs <= 0:
-        raise ValueError(f"epochs: must be a finite number > 0, got {epochs!r}")
-    if bn not in BN_MODES:
-        raise ValueError(f"bn: must be one of {BN_MODES}, got {bn!r}")
+        raise fail("fine_tune", "groups", "at least one LayerGroup", groups)
+    positive("fine_tune", "epochs", epochs)
 
 
 def _steps_per_epoch(loader: DataLoader) -> int:
@@ -296,13 +297,13 @@ def _cycle_ends(cycle_len: float, t_mul: float, limit: float) -> str:
 
 
 def _choose_lr(model: nn.Module, opt: Optimizer, criterion: nn.Module, loader: DataLoader, lr: float | None,
-               finder: dict[str, Any] | None, *, scale: float, stage: str, progress: bool) -> tuple[float, str]:
+               opts: StageOptions, *, scale: float, stage: str) -> tuple[float, str]:
     """The head LR: `lr` if given, else the LR range test's suggestion on `opt` (whose groups keep
     their ratios; the finder reports the first group's LR, i.e. ``scale`` times the head's)."""
     if lr is not None:
         log.info("stage %s: head LR %.3g given", stage, lr)
         return float(lr), "given"
-    result = find_lr(model, opt, criterion, loader, **{"progress": progress, **(finder or {})})
+    result = find_lr(model, opt, criterion, loader, **{"progress": opts.progress, **(opts.finder or {})})
     head = float(result.suggestion) / scale
     if result.confidence == "low":
         low, high = result.interval
@@ -315,13 +316,12 @@ def _choose_lr(model: nn.Module, opt: Optimizer, criterion: nn.Module, loader: D
 
 def _fit(stage: str, model: nn.Module, groups: Sequence[LayerGroup], opt: Optimizer, scheduler: ScheduledLR,
          unfreezer: GradualUnfreezing | None, train_loader: DataLoader, val_loader: DataLoader,
-         criterion: nn.Module, total: int, metric: Metric, progress: bool) -> tuple[EpochRecord, ...]:
+         criterion: nn.Module, total: int, opts: StageOptions) -> tuple[EpochRecord, ...]:
     """Train `total` updates, evaluating after every epoch (and after a final partial epoch)."""
     device = next(model.parameters()).device
     history: list[EpochRecord] = []
     step, epoch = 0, 0
-    with Progress(transient=True, disable=not progress) as bar:
-        task = bar.add_task(f"fine-tune: {stage}", total=total)
+    with progress_bar(f"fine-tune: {stage}", total, enabled=opts.progress) as bar:
         while step < total:
             model.train()
             running, seen = 0.0, 0
@@ -339,26 +339,14 @@ def _fit(stage: str, model: nn.Module, groups: Sequence[LayerGroup], opt: Optimi
                 running += loss.item() * len(y)
                 seen += len(y)
                 step += 1
-                bar.advance(task)
+                bar.advance()
                 if step == total:
                     break
             epoch += 1
-            val_loss, score = _evaluate(model, val_loader, criterion, metric, device)
+            val_loss, score = evaluate(model, val_loader, criterion, opts.metric, device)
             record = EpochRecord(stage, epoch, step, running / seen, val_loss, score, lrs, trainable)
             history.append(record)
             log.info("stage %s: epoch %d (step %d) train loss %.4f, val loss %.4f, metric %.4f, "
                      "%d of %d groups trainable", stage, epoch, step, record.train_loss, val_loss, score,
                      trainable, len(groups))
     return tuple(history)
-
-
-@torch.no_grad()
-def _evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, metric: Metric,
-              device: torch.device) -> tuple[float, float]:
-    model.eval()
-    outputs, targets = [], []
-    for x, y in loader:
-        outputs.append(model(x.to(device)))
-        targets.append(y.to(device))
-    out, target = torch.cat(outputs), torch.cat(targets)
-    return criterion(out, target).item(), metric(out, target)

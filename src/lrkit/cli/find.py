@@ -32,7 +32,7 @@ def find(
     Example:  lrkit find --task digits-mlp --optimizer sgd --plot finder.png
     """
     from lrkit.tasks import available_tasks
-    from lrkit.torch.finder_tasks import find_lr_on_task
+    from lrkit.experiments.finder_on_task import find_lr_on_task
 
     if list_tasks:
         typer.echo("\n".join(available_tasks()))

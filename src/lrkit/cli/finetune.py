@@ -37,7 +37,7 @@ def finetune(
     from rich.console import Console
     from rich.table import Table
 
-    from lrkit.finetune import fine_tune_task
+    from lrkit.experiments.finetune_on_task import fine_tune_task
 
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -15,8 +15,8 @@ from typing import Any
 
 from lrkit.schedules import Schedule, parse
 from lrkit.suggest import DEFAULT_METHOD, HEURISTICS
+from lrkit.torch.optimizers import OPTIMIZERS
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta")
 TEMPLATE_FIELDS = ("lr", "total_steps", "steps_per_epoch", "epochs")
 
 

@@ -18,6 +18,8 @@ from lrkit.experiments.strategies import Strategy
 from lrkit.schedules import constant
 from lrkit.tasks import Task, get_task
 from lrkit.torch import ScheduledLR
+from lrkit.torch.evaluation import evaluate
+from lrkit.torch.optimizers import make_optimizer
 
 logger = logging.getLogger(__name__)
 
@@ -47,15 +49,9 @@ def environment() -> dict[str, object]:
             "machine": platform.machine(), "torch_threads": torch.get_num_threads()}
 
 
-def make_optimizer(strategy: Strategy, model: nn.Module, lr: float | None) -> torch.optim.Optimizer:
-    """The strategy's optimizer; `lr=None` keeps the optimizer's own default LR."""
-    classes = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
-               "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad, "adadelta": torch.optim.Adadelta}
-    kwargs = {"momentum": 0.9} if strategy.optimizer == "sgd" else {}
-    kwargs.update(strategy.optimizer_kwargs)
-    if lr is not None:
-        kwargs["lr"] = lr
-    return classes[strategy.optimizer](model.parameters(), **kwargs)
+def strategy_optimizer(strategy: Strategy, model: nn.Module, lr: float | None) -> torch.optim.Optimizer:
+    """The strategy's optimizer from the optimizer table; `lr=None` keeps its own default LR."""
+    return make_optimizer(strategy.optimizer, model.parameters(), lr, **strategy.optimizer_kwargs)
 
 
 def finder_lr(task: Task, strategy: Strategy, model: nn.Module, train_loader) -> float:
@@ -63,20 +59,10 @@ def finder_lr(task: Task, strategy: Strategy, model: nn.Module, train_loader) ->
     and data (model restored after)."""
     from lrkit.torch import find_lr
 
-    optimizer = make_optimizer(strategy, model, lr=1e-7)
+    optimizer = strategy_optimizer(strategy, model, lr=1e-7)
     result = find_lr(model, optimizer, task.criterion(), train_loader, num_iter=FINDER_ITERATIONS,
                      method=strategy.finder_method, progress=False)
     return float(result.suggestion)
-
-
-def evaluate(task: Task, model: nn.Module, loader, criterion: nn.Module) -> tuple[float, float]:
-    """(validation loss, task metric) over the whole validation set."""
-    model.eval()
-    with torch.no_grad():
-        outputs, targets = zip(*((model(x), y) for x, y in loader))
-    model.train()
-    outputs, targets = torch.cat(outputs), torch.cat(targets)
-    return criterion(outputs, targets).item(), task.metric(outputs, targets)
 
 
 def train_trial(trial: Trial) -> RunResult:
@@ -96,7 +82,7 @@ def train_trial(trial: Trial) -> RunResult:
         base_lr = None
     else:
         base_lr = float(strategy.lr) * strategy.lr_factor
-    optimizer = make_optimizer(strategy, model, base_lr)
+    optimizer = strategy_optimizer(strategy, model, base_lr)
     base_lr = optimizer.param_groups[0]["lr"]
     values = {"lr": base_lr, "total_steps": total_steps, "steps_per_epoch": steps_per_epoch, "epochs": trial.epochs}
     schedule = Strategy.resolve(strategy.schedule, **values) if strategy.schedule else constant(base_lr)
@@ -126,7 +112,7 @@ def train_trial(trial: Trial) -> RunResult:
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-        val_loss, metric = evaluate(task, model, val_loader, criterion)
+        val_loss, metric = evaluate(model, val_loader, criterion, task.metric)
         result.epoch_train_loss.append(float(np.mean(losses)))
         result.epoch_val_loss.append(val_loss)
         result.epoch_metric.append(metric)

@@ -1,4 +1,4 @@
-"""The `Schedule` base class, its registry, and argument validation.
+"""The `Schedule` base class and its registry.
 
 A schedule is a frozen dataclass and a pure function of the step: ``sched(step) -> lr``.
 ``step`` counts optimizer updates from 0 (update ``k`` uses ``sched(k)``); it may be a
@@ -7,12 +7,12 @@ scalar (a ``float`` comes back) or a numpy array (an array comes back).
 
 from __future__ import annotations
 
-import math
 from dataclasses import fields
-from numbers import Real
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar
 
 import numpy as np
+
+from lrkit.validation import instance
 
 _REGISTRY: dict[str, type["Schedule"]] = {}
 
@@ -142,81 +142,6 @@ def as_steps(step: Any) -> np.ndarray:
     return t
 
 
-# -- argument validation (every message names owner, parameter, value and what is allowed)
-def real(owner: str, name: str, value: Any) -> float:
-    """A finite real number (bools and strings are refused)."""
-    try:
-        finite = not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(value)
-    except OverflowError:  # an int beyond the float range
-        finite = False
-    if not finite:
-        raise ValueError(f"{owner}: {name} must be a finite number, got {value!r}")
-    return value
-
-
-def positive(owner: str, name: str, value: Any) -> float:
-    if real(owner, name, value) <= 0:
-        raise ValueError(f"{owner}: {name} must be > 0, got {value!r}")
-    return value
-
-
-def non_negative(owner: str, name: str, value: Any) -> float:
-    if real(owner, name, value) < 0:
-        raise ValueError(f"{owner}: {name} must be >= 0, got {value!r}")
-    return value
-
-
-def in_range(owner: str, name: str, value: Any, low: float, high: float, *, open_low: bool = False,
-             open_high: bool = False) -> float:
-    """`value` within [low, high]; `open_low`/`open_high` exclude an end."""
-    real(owner, name, value)
-    below = value <= low if open_low else value < low
-    above = value >= high if open_high else value > high
-    if below or above:
-        interval = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
-        raise ValueError(f"{owner}: {name} must be in {interval}, got {value!r}")
-    return value
-
-
-def integer(owner: str, name: str, value: Any, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
-    real(owner, name, value)  # within the float range: it takes part in float arithmetic
-    return value
-
-
-def flag(owner: str, name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{owner}: {name} must be True or False, got {value!r}")
-    return value
-
-
-def choice(owner: str, name: str, value: Any, allowed: Iterable[str]) -> str:
-    allowed = tuple(allowed)
-    if value not in allowed:
-        raise ValueError(f"{owner}: {name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
-    return value
-
-
 def schedule_arg(owner: str, name: str, value: Any) -> "Schedule":
-    if not isinstance(value, Schedule):
-        raise ValueError(f"{owner}: {name} must be a schedule, got {value!r}")
-    return value
-
-
-def real_sequence(owner: str, name: str, value: Any) -> tuple:
-    """A non-empty list/tuple of finite numbers, returned as a tuple."""
-    if (isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, np.ndarray))
-            or (isinstance(value, np.ndarray) and value.ndim != 1) or len(value) == 0):
-        raise ValueError(f"{owner}: {name} must be a non-empty list of numbers, got {value!r}")
-    for item in value:
-        real(owner, f"each of {name}", item)
-    return tuple(value)
-
-
-def increasing(owner: str, name: str, values: tuple, *, strict: bool) -> tuple:
-    pairs = zip(values, values[1:])
-    if any((b <= a) if strict else (b < a) for a, b in pairs):
-        kind = "strictly increasing" if strict else "non-decreasing"
-        raise ValueError(f"{owner}: {name} must be {kind}, got {list(values)!r}")
-    return values
+    """A `Schedule` instance."""
+    return instance(owner, name, value, Schedule, "a schedule")

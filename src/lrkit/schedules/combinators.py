@@ -11,16 +11,8 @@ from typing import Callable
 
 import numpy as np
 
-from lrkit.schedules.base import (
-    Schedule,
-    choice,
-    increasing,
-    non_negative,
-    positive,
-    real_sequence,
-    register,
-    schedule_arg,
-)
+from lrkit.schedules.base import Schedule, register, schedule_arg
+from lrkit.validation import choice, increasing, non_negative, positive, real_sequence
 
 
 @register("warmup")

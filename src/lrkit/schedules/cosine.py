@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lrkit.schedules.base import Schedule, in_range, integer, non_negative, positive, register
+from lrkit.schedules.base import Schedule, register
+from lrkit.validation import in_range, integer, non_negative, positive
 from lrkit.schedules.noise import standard_normal
 
 

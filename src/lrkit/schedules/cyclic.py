@@ -7,16 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lrkit.schedules.base import (
-    Schedule,
-    choice,
-    flag,
-    in_range,
-    integer,
-    non_negative,
-    positive,
-    register,
-)
+from lrkit.schedules.base import Schedule, register
+from lrkit.validation import choice, flag, in_range, integer, non_negative, positive
 
 
 # -- cyclical learning rates (Smith 2017, "Cyclical Learning Rates for Training Neural Networks")

@@ -11,15 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lrkit.schedules.base import (
-    Schedule,
-    flag,
-    increasing,
-    non_negative,
-    positive,
-    real_sequence,
-    register,
-)
+from lrkit.schedules.base import Schedule, register
+from lrkit.validation import flag, increasing, non_negative, positive, real_sequence
 
 
 def _progress(t: np.ndarray, decay_steps: float, staircase: bool) -> np.ndarray:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lrkit.schedules.base import Schedule, choice, non_negative, positive, register
+from lrkit.schedules.base import Schedule, register
+from lrkit.validation import choice, non_negative, positive
 
 
 @register("inverse_sqrt")

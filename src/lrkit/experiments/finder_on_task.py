@@ -6,23 +6,11 @@ from typing import Any
 
 import torch
 
-from lrkit.schedules.base import choice, integer
 from lrkit.tasks import Task, get_task
 from lrkit.torch.finder import find_lr
 from lrkit.torch.finder_result import FinderResult
-
-#: optimizer name -> (class, fixed keyword arguments); SGD uses the usual momentum 0.9.
-OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
-    "sgd": (torch.optim.SGD, {"momentum": 0.9}),
-    "adam": (torch.optim.Adam, {}),
-}
-
-
-def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
-    """``sgd`` (momentum 0.9) or ``adam`` (torch defaults) at learning rate `lr`."""
-    choice("make_optimizer", "optimizer", name, OPTIMIZERS)
-    cls, kwargs = OPTIMIZERS[name]
-    return cls(params, lr=lr, **kwargs)
+from lrkit.torch.optimizers import make_optimizer
+from lrkit.validation import integer
 
 
 def find_lr_on_task(task: str | Task, optimizer: str = "sgd", *, seed: int = 0, batch_size: int | None = None,

@@ -1,0 +1,114 @@
+"""Argument checks shared by every layer, with one message format.
+
+Every check returns the value it accepted and raises ``ValueError`` with the message
+``"<owner>: <name> must be <what is allowed>, got <value>"``, so an error names where it came
+from, the parameter, what it received and what it accepts. Pure Python and numpy (no torch):
+the schedules and suggestion rules use it too.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+from typing import Any, Iterable, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+
+def fail(owner: str, name: str, allowed: str, value: Any) -> ValueError:
+    """The one error message: ``"<owner>: <name> must be <allowed>, got <value!r>"``."""
+    return ValueError(f"{owner}: {name} must be {allowed}, got {value!r}")
+
+
+def real(owner: str, name: str, value: Any) -> float:
+    """A finite real number (bools and strings are refused)."""
+    try:
+        finite = not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        finite = False
+    if not finite:
+        raise fail(owner, name, "a finite number", value)
+    return value
+
+
+def positive(owner: str, name: str, value: Any) -> float:
+    if real(owner, name, value) <= 0:
+        raise fail(owner, name, "> 0", value)
+    return value
+
+
+def non_negative(owner: str, name: str, value: Any) -> float:
+    if real(owner, name, value) < 0:
+        raise fail(owner, name, ">= 0", value)
+    return value
+
+
+def in_range(owner: str, name: str, value: Any, low: float, high: float, *, open_low: bool = False,
+             open_high: bool = False) -> float:
+    """`value` within [low, high]; `open_low`/`open_high` exclude an end."""
+    real(owner, name, value)
+    below = value <= low if open_low else value < low
+    above = value >= high if open_high else value > high
+    if below or above:
+        interval = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+        raise fail(owner, name, f"in {interval}", value)
+    return value
+
+
+def integer(owner: str, name: str, value: Any, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise fail(owner, name, f"an integer >= {minimum}", value)
+    real(owner, name, value)  # within the float range: it takes part in float arithmetic
+    return value
+
+
+def flag(owner: str, name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise fail(owner, name, "True or False", value)
+    return value
+
+
+def choice(owner: str, name: str, value: Any, allowed: Iterable[str]) -> str:
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise fail(owner, name, f"one of {', '.join(map(repr, allowed))}", value)
+    return value
+
+
+def real_sequence(owner: str, name: str, value: Any) -> tuple:
+    """A non-empty list/tuple of finite numbers, returned as a tuple."""
+    if (isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, np.ndarray))
+            or (isinstance(value, np.ndarray) and value.ndim != 1) or len(value) == 0):
+        raise fail(owner, name, "a non-empty list of numbers", value)
+    for item in value:
+        real(owner, f"each of {name}", item)
+    return tuple(value)
+
+
+def increasing(owner: str, name: str, values: tuple, *, strict: bool) -> tuple:
+    pairs = zip(values, values[1:])
+    if any((b <= a) if strict else (b < a) for a, b in pairs):
+        kind = "strictly increasing" if strict else "non-decreasing"
+        raise fail(owner, name, kind, list(values))
+    return values
+
+
+def optional(check, owner: str, name: str, value: Any, *args: Any, **kwargs: Any) -> Any:
+    """`value` unchanged when None, otherwise checked by ``check(owner, name, value, ...)``."""
+    return None if value is None else check(owner, name, value, *args, **kwargs)
+
+
+def instance(owner: str, name: str, value: Any, kind: type[T] | tuple[type, ...], what: str) -> T:
+    """`value` is an instance of `kind` (described to the user as `what`)."""
+    if not isinstance(value, kind):
+        raise fail(owner, name, what, value)
+    return value  # type: ignore[return-value]
+
+
+def callable_arg(owner: str, name: str, value: Any, signature: str) -> Any:
+    """A callable; `signature` tells the user what it is called with, e.g. ``"(model, batch) -> loss"``."""
+    if not callable(value):
+        raise fail(owner, name, f"callable {signature}", value)
+    return value
