@@ -4,12 +4,12 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench clean system-deps
+.PHONY: demo test lint bench clean system-deps
 
 $(STAMP): pyproject.toml constraints.txt | system-deps
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(PYTHON) -m pip install --quiet -c constraints.txt -e '.[test,dev]'
 	touch $(STAMP)
 
 # Headless Chromium + chromedriver (Debian packages) for tests/test_report_browser.py.
@@ -26,7 +26,13 @@ system-deps:
 demo: $(STAMP)
 	$(VENV)/bin/lrkit demo
 
-test: $(STAMP)
+# The gates before the tests: layer contracts (docs/architecture.md), style, types.
+lint: $(STAMP)
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PYTHON) -m pytest -n 2 -q
 
 clean:

@@ -47,8 +47,8 @@ def one_cycle(epochs: int) -> Strategy:
 
 
 def cosine_trials(task: str, epochs: int, count: int) -> list[Trial]:
-    strategies = [Strategy(f"cosine-{i}", "bench", lr=0.02 * (i + 1), schedule="cosine(lr={lr}, decay_steps={total_steps})")
-                  for i in range(count)]
+    schedule = "cosine(lr={lr}, decay_steps={total_steps})"
+    strategies = [Strategy(f"cosine-{i}", "bench", lr=0.02 * (i + 1), schedule=schedule) for i in range(count)]
     return plan(task, strategies, seeds=1, epochs=epochs, batch_size=100)
 
 

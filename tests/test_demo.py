@@ -5,8 +5,8 @@ import itertools
 from typer.testing import CliRunner
 
 from lrkit.cli import app
-from lrkit.experiments.strategies import DEFAULT_STRATEGIES
 from lrkit.experiments.store import ResultsStore
+from lrkit.experiments.strategies import DEFAULT_STRATEGIES
 
 
 def test_quick_demo_trains_every_strategy_and_writes_the_report(tmp_path):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from report_runs import classification_runs, write_store
 
 from lrkit.report import load_runs, summarize, write_report
+from report_runs import classification_runs, write_store
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from lrkit.experiments.runner import SweepReport, plan, run_sweep
 from lrkit.experiments.strategies import DEFAULT_STRATEGIES, Strategy
+from lrkit.gallery import render_gallery
+from lrkit.report import write_report
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +43,6 @@ def run_case_study(study: CaseStudy, output_dir: str | Path, *, workers: int | N
                    backend: str = "process", progress: bool = True) -> CaseStudyResult:
     """Train every (strategy, seed), store the runs in ``output_dir/runs.sqlite`` (resuming
     whatever is already there), write ``report.html`` and ``schedules.png``."""
-    from lrkit.gallery import render_gallery
-    from lrkit.report import write_report
-
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     db = out / "runs.sqlite"

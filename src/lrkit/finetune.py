@@ -40,7 +40,7 @@ from lrkit.torch import (
     unfreeze,
 )
 from lrkit.torch.evaluation import Metric, accuracy, evaluate
-from lrkit.torch.freezing import BN_MODES
+from lrkit.torch.freezing import BN_MODES, BNMode
 from lrkit.validation import callable_arg, choice, fail, flag, instance, non_negative, optional, positive
 
 __all__ = ["EpochRecord", "FineTuneResult", "StageOptions", "StageResult", "adamw", "fine_tune", "train_head",
@@ -69,7 +69,7 @@ class StageOptions:
 
     optimizer: OptimizerFactory = adamw
     metric: Metric = accuracy
-    bn: str = "freeze"
+    bn: BNMode = "freeze"
     finder: dict[str, Any] | None = None
     progress: bool = True
 
@@ -274,8 +274,9 @@ def _steps_per_epoch(loader: DataLoader) -> int:
 def _total_steps(epochs: float, steps_per_epoch: int) -> int:
     total = epochs * steps_per_epoch
     if abs(total - round(total)) > 1e-9 or round(total) < 1:
-        raise ValueError(f"epochs: {epochs!r} x {steps_per_epoch} steps per epoch = {total} must be a whole number >= 1")
-    return int(round(total))
+        raise fail("fine_tune", "epochs", f"a whole number >= 1 of steps ({steps_per_epoch} per epoch: {total:g})",
+                   epochs)
+    return round(total)
 
 
 def _warn_mid_cycle(epochs: float, cycle_len: float, t_mul: float) -> None:

@@ -8,9 +8,11 @@ the schedules and suggestion rules use it too.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterable
 from numbers import Real
-from typing import Any, Iterable, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -61,7 +63,7 @@ def integer(owner: str, name: str, value: Any, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise fail(owner, name, f"an integer >= {minimum}", value)
     real(owner, name, value)  # within the float range: it takes part in float arithmetic
-    return value
+    return int(value)
 
 
 def flag(owner: str, name: str, value: Any) -> bool:
@@ -88,8 +90,7 @@ def real_sequence(owner: str, name: str, value: Any) -> tuple:
 
 
 def increasing(owner: str, name: str, values: tuple, *, strict: bool) -> tuple:
-    pairs = zip(values, values[1:])
-    if any((b <= a) if strict else (b < a) for a, b in pairs):
+    if any((b <= a) if strict else (b < a) for a, b in itertools.pairwise(values)):
         kind = "strictly increasing" if strict else "non-decreasing"
         raise fail(owner, name, kind, list(values))
     return values

@@ -33,4 +33,5 @@ def root(
     Start with `lrkit demo` (a complete case study on bundled data) or preview a schedule with
     `lrkit plot "warmup(cosine(lr=0.1, decay_steps=1000), steps=100)" --steps 1100 -o s.png`.
     """
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")

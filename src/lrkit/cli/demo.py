@@ -27,8 +27,8 @@ def demo(
 
     Example:  lrkit demo --quick -o /tmp/case-study
     """
+    from lrkit.casestudy import FULL, QUICK, run_case_study
     from lrkit.cli.ranking import print_ranking
-    from lrkit.experiments.casestudy import FULL, QUICK, run_case_study
     from lrkit.report import load_runs, summarize
 
     study = QUICK if quick else FULL

@@ -13,7 +13,8 @@ from lrkit.cli.app import app
 @app.command()
 def finetune(
     task: str = typer.Option("digits-transfer", "--task", "-t", help="Registered task (see lrkit.tasks)."),
-    epochs: float = typer.Option(7, "--epochs", help="Epochs with the body unfrozen (SGDR cycles end at 1, 3, 7, ...)."),
+    epochs: float = typer.Option(7, "--epochs",
+                                 help="Epochs with the body unfrozen (SGDR cycles end at 1, 3, 7, ...)."),
     freeze_epochs: float = typer.Option(1, "--freeze-epochs", help="Epochs training the head alone (0 skips)."),
     n_groups: int = typer.Option(3, "--n-groups", min=1, help="Layer groups (split by module order)."),
     factor: float = typer.Option(2.6, "--factor", help="LR ratio between neighbouring groups (1 = one LR)."),

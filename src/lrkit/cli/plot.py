@@ -46,5 +46,7 @@ def plot(
     from lrkit.plotting import plot_schedule
 
     ax = plot_schedule(schedule, steps, log=log, momentum=momentum_schedule)
-    ax.figure.savefig(output, dpi=120)
+    figure = ax.get_figure(root=True)
+    assert figure is not None  # plot_schedule draws on a figure of its own
+    figure.savefig(output, dpi=120)
     typer.echo(f"wrote {output}")
