@@ -106,7 +106,7 @@ CONSTANT_GRID = (0.3, 3.0)
 
 
 def constant(factor: float) -> Strategy:
-    return replace(BASELINE, name=f"constant-finder-x{factor}", lr_factor=factor)
+    return replace(BASELINE, name=f"constant-finder-x{factor}", lr_factor=factor, baseline=False)
 
 
 def _mean_final(runs: list) -> float:

@@ -181,7 +181,8 @@ def main() -> None:
         for optimizer in ("sgd", "adam"):
             timings.append({"task": task.name, "optimizer": optimizer, **wall_times(task, optimizer)})
             for seed in args.seeds:
-                found = {**lrkit_suggestions(task, optimizer, seed), **torch_lr_finder_suggestions(task, optimizer, seed)}
+                found = {**lrkit_suggestions(task, optimizer, seed),
+                         **torch_lr_finder_suggestions(task, optimizer, seed)}
                 for cosine in (False, True):
                     grid = [train_accuracy(task, optimizer, seed, lr, cosine) for lr in GRID]
                     best = max(grid)

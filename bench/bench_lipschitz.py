@@ -158,7 +158,8 @@ def mlp_run(seed: int, rule: str, epochs: int = 15) -> tuple[float, float, float
 def mlp_table(seeds: int, progress: Progress) -> str:
     rules = ("0.1", "frobenius", "per_example")
     task = progress.add_task("iris MLP", total=seeds * len(rules))
-    lines = ["| LR rule | final train loss (median) | runs with loss > 1 | train acc % (mean ± std) | largest LR (median) |",
+    lines = ["| LR rule | final train loss (median) | runs with loss > 1 | train acc % (mean ± std) "
+             "| largest LR (median) |",
              "|---|---:|---:|---:|---:|"]
     for rule in rules:
         results = []

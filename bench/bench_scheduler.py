@@ -71,7 +71,8 @@ def main() -> None:
     ratios = []
     for groups in (1, 8):
         for name, (make_torch, schedule) in PAIRS.items():
-            torch_sched_, lrkit_sched = make_torch(make_optimizer(groups)), ScheduledLR(make_optimizer(groups), schedule)
+            torch_sched_ = make_torch(make_optimizer(groups))
+            lrkit_sched = ScheduledLR(make_optimizer(groups), schedule)
             best_torch = best_lrkit = float("inf")
             for _ in range(args.rounds):
                 best_torch = min(best_torch, time_steps(torch_sched_, args.steps))

@@ -29,9 +29,10 @@ CLASSIFICATION = {
 
 def make_run(task: str, strategy: str, seed: int, schedule, final: float, tau: float, *,
              higher_is_better: bool = True, metric_name: str = "accuracy", start: float = 0.1,
-             diverge_at_epoch: int | None = None) -> RunResult:
+             diverge_at_epoch: int | None = None, baseline: bool = False) -> RunResult:
     """A plausible run: metric(e) = final - (final - start) * exp(-e / tau) + seed noise;
-    per-step loss decays with noise. `diverge_at_epoch` cuts the run there with NaN losses."""
+    per-step loss decays with noise. `diverge_at_epoch` cuts the run there with NaN losses.
+    `baseline`: the strategy's config flags it as the constant-LR baseline."""
     rng = np.random.default_rng(1000 * seed + len(strategy))
     t = np.arange(TOTAL, dtype=np.float64)
     lr = np.asarray(schedule(t), dtype=np.float64)
@@ -53,29 +54,31 @@ def make_run(task: str, strategy: str, seed: int, schedule, final: float, tau: f
     config = {"optimizer": "sgd", "schedule": schedule.to_spec()}
     return RunResult(
         key=run_key(task, {"name": strategy, **config}, seed, EPOCHS, 32), task=task, strategy=strategy,
-        config=config, seed=seed, epochs=EPOCHS, batch_size=32, metric_name=metric_name,
+        config={**config, "baseline": baseline}, seed=seed, epochs=EPOCHS, batch_size=32, metric_name=metric_name,
         higher_is_better=higher_is_better, status=status, base_lr=float(lr[0]) if lr.size else math.nan,
-        wall_time=2.0 + 0.1 * seed + 0.01 * len(strategy), step_lr=lr.tolist(), step_loss=loss.tolist(),
+        wall_time=2.0 + 0.1 * seed + 0.01 * len(strategy), steps_per_epoch=STEPS_PER_EPOCH,
+        step_lr=lr.tolist(), step_loss=loss.tolist(),
         epoch_train_loss=list(train_loss), epoch_val_loss=[x * 1.1 for x in train_loss],
         epoch_metric=[float(m) for m in metric], epoch_time=[0.25 * e for e in epochs], environment=ENV)
 
 
 def classification_runs(task: str = "digits-mlp") -> list[RunResult]:
-    """5 strategies x seeds 0-2; `constant-large` diverges on seed 1 (NaN loss, epoch 4)."""
+    """5 strategies x seeds 0-2, `constant` the baseline; `constant-large` diverges on seed 1
+    (NaN loss, epoch 4)."""
     runs = []
     for name, (schedule, final, tau) in CLASSIFICATION.items():
         for seed in range(3):
-            runs.append(make_run(task, name, seed, schedule, final, tau,
+            runs.append(make_run(task, name, seed, schedule, final, tau, baseline=name == "constant",
                                  diverge_at_epoch=4 if (name == "constant-large" and seed == 1) else None))
     return runs
 
 
 def regression_runs(task: str = "diabetes-mse") -> list[RunResult]:
-    """MSE, lower is better: one-cycle 2900, constant 3300, cosine 3100 (x 3 seeds)."""
+    """MSE, lower is better: one-cycle 2900, constant (the baseline) 3300, cosine 3100 (x 3 seeds)."""
     table = {"constant": (constant(0.01), 3300.0, 2.5), "one-cycle": (one_cycle(0.05, TOTAL), 2900.0, 1.2),
              "cosine": (cosine(0.02, TOTAL), 3100.0, 1.8)}
     return [make_run(task, name, seed, schedule, final, tau, higher_is_better=False, metric_name="mse",
-                     start=25000.0)
+                     start=25000.0, baseline=name == "constant")
             for name, (schedule, final, tau) in table.items() for seed in range(3)]
 
 

@@ -12,8 +12,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lrkit.suggest import Suggestion
 from lrkit.torch import FinderResult, find_group_lrs, find_lr
-from lrkit.torch.finder import BiasCorrectedAverage, ramp
+from lrkit.torch.finder import BiasCorrectedAverage, FinderOptions, ramp
 from lrkit.torch.finder_state import TrainingSnapshot
 
 
@@ -409,6 +410,88 @@ def test_missing_criterion_and_unknown_group_options_are_named():
         find_group_lrs(model, optimizer, nn.CrossEntropyLoss(), make_loader(), num_iters=3)
 
 
+def test_options_and_keyword_overrides():
+    model, loader = make_model(), make_loader()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    seen = []
+
+    def step(m, batch):
+        seen.append(optimizer.param_groups[0]["lr"])
+        return nn.functional.cross_entropy(m(batch[0]), batch[1])
+
+    options = FinderOptions(start_lr=1e-4, end_lr=1e-2, num_iter=30, step_fn=step, seed=2, progress=False)
+    given = find_lr(model, optimizer, None, loader, options)
+    assert seen == ramp(1e-4, 1e-2, 30).tolist()
+    seen.clear()
+    keywords = find_lr(model, optimizer, None, loader, start_lr=1e-4, end_lr=1e-2, num_iter=30, step_fn=step, seed=2,
+                       progress=False)
+    np.testing.assert_array_equal(keywords.raw_losses, given.raw_losses)
+    seen.clear()
+    replaced = find_lr(model, optimizer, None, loader, options, num_iter=12)  # the other options are kept
+    assert seen == ramp(1e-4, 1e-2, 12).tolist()
+    assert replaced.raw_losses[0] == given.raw_losses[0]  # same seed: same first batch, same weights
+    seen.clear()
+    groups = find_group_lrs(model, optimizer, None, loader, options, num_iter=12)
+    assert seen == ramp(1e-4, 1e-2, 12).tolist() and groups[0].raw_losses.tolist() == replaced.raw_losses.tolist()
+
+
+@pytest.mark.parametrize("finder", [find_lr, find_group_lrs], ids=["find_lr", "find_group_lrs"])
+def test_unknown_overrides_and_bad_options_are_named(finder):
+    model = make_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    name = finder.__name__
+    with pytest.raises(ValueError, match=rf"{name}: unknown arguments \['num_iters'\]; allowed: \['start_lr', "):
+        finder(model, optimizer, nn.CrossEntropyLoss(), make_loader(), num_iters=3)
+    with pytest.raises(ValueError, match=f"{name}: options must be a FinderOptions or None, got {{'num_iter': 3}}"):
+        finder(model, optimizer, nn.CrossEntropyLoss(), make_loader(), {"num_iter": 3})
+    with pytest.raises(ValueError, match="num_iter must be an integer >= 2, got 1"):
+        finder(model, optimizer, nn.CrossEntropyLoss(), make_loader(), FinderOptions(progress=False), num_iter=1)
+
+
+def test_a_callable_method_picks_the_suggestion():
+    def tenth_of_lowest(lrs, losses):
+        return float(lrs[np.argmin(losses)] / 10)
+
+    model, optimizer, loader = two_group_setup()
+    result = find_lr(model, optimizer, nn.CrossEntropyLoss(), loader, num_iter=40, seed=0, method=tenth_of_lowest,
+                     progress=False)
+    assert result.method == "tenth_of_lowest"
+    assert result.suggestion == tenth_of_lowest(result.lrs, result.losses) == result.suggestions["tenth_of_lowest"]
+    assert result.group_lrs == pytest.approx((result.suggestion, 10.0 * result.suggestion))
+    assert set(result.suggestions) >= {"steepest", "valley", "minimum", "slide", "consensus"}
+    with pytest.raises(ValueError, match="find_lr: method must be one of .* or a callable"):
+        FinderOptions(method=42)
+
+
+def test_progress_goes_through_the_shared_bar(monkeypatch):
+    import contextlib
+
+    import lrkit.torch.finder as finder_module
+
+    calls = []
+
+    class Bar:
+        def advance(self, description=None):
+            calls[-1]["advanced"] += 1
+
+    @contextlib.contextmanager
+    def fake(label, total, *, enabled=True, transient=True):
+        calls.append({"label": label, "total": total, "enabled": enabled, "transient": transient, "advanced": 0})
+        yield Bar()
+
+    monkeypatch.setattr(finder_module, "progress_bar", fake)
+    model, optimizer, loader = two_group_setup()
+    result = find_lr(model, optimizer, nn.CrossEntropyLoss(), loader, num_iter=20, end_lr=1e-2)
+    results = find_group_lrs(model, optimizer, nn.CrossEntropyLoss(), loader, num_iter=20, end_lr=1e-2,
+                             progress=False)
+    assert calls == [
+        {"label": "LR range test", "total": 20, "enabled": True, "transient": True,
+         "advanced": len(result.raw_losses)},
+        *({"label": f"LR range test, group {g}", "total": 20, "enabled": False, "transient": True,
+           "advanced": len(r.raw_losses)} for g, r in enumerate(results)),
+    ]
+
+
 # -- the result -------------------------------------------------------------------------------
 def test_result_round_trips_through_json_and_plots(tmp_path):
     import matplotlib
@@ -431,6 +514,25 @@ def test_result_round_trips_through_json_and_plots(tmp_path):
     ax.figure.savefig(tmp_path / "curve.png")
     with pytest.raises(ValueError, match="unknown keys \\['bogus'\\]"):
         FinderResult.from_dict({**data, "bogus": 1})
+
+
+def test_result_holds_its_suggestion_and_keeps_the_flat_json():
+    model, optimizer, loader = warmed(torch.optim.SGD, lr=0.05, momentum=0.9)
+    result = find_lr(model, optimizer, nn.CrossEntropyLoss(), loader, num_iter=60, progress=False)
+    found = result.found
+    assert isinstance(found, Suggestion)
+    assert (result.suggestion, result.method, result.suggestions, result.interval, result.confidence,
+            result.notes) == (found.lr, found.method, found.suggestions, found.interval, found.confidence, found.notes)
+    data = json.loads(json.dumps(result.to_dict()))
+    assert list(data) == ["lrs", "losses", "raw_losses", "suggestion", "method", "suggestions", "interval",
+                          "confidence", "notes", "clr_bounds", "group_lrs", "stop_reason", "group", "validation"]
+    assert data["suggestion"] == found.lr and data["notes"] == list(found.notes)
+    again = FinderResult.from_dict(data)
+    assert again.found == found and again.to_dict() == data
+    with pytest.raises(ValueError, match="missing keys \\['suggestion'\\]"):
+        FinderResult.from_dict({k: v for k, v in data.items() if k != "suggestion"})
+    with pytest.raises(ValueError, match="stop_reason must be one of 'completed', 'diverged', 'non-finite', got 'x'"):
+        FinderResult.from_dict({**data, "stop_reason": "x"})
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -8,6 +8,8 @@ from typer.testing import CliRunner
 
 from lrkit.cli import app
 from lrkit.suggest import DEFAULT_METHOD
+from lrkit.tasks import available_tasks
+from lrkit.torch.optimizers import OPTIMIZERS
 
 
 def test_find_prints_a_table_writes_a_plot_and_json(tmp_path):
@@ -34,7 +36,9 @@ def test_find_table_on_stdout_and_adam():
 def test_find_rejects_unknown_task_and_optimizer():
     result = CliRunner().invoke(app, ["find", "--task", "nope", "--no-progress"])
     flat = " ".join(result.output.replace("│", " ").split())  # the error box wraps lines
-    assert result.exit_code == 2 and "unknown task 'nope'" in flat
+    tasks = ", ".join(map(repr, available_tasks()))
+    assert result.exit_code == 2 and f"name must be one of {tasks}, got 'nope'" in flat
     result = CliRunner().invoke(app, ["find", "--optimizer", "lion", "--no-progress"])
     flat = " ".join(result.output.replace("│", " ").split())
-    assert result.exit_code == 2 and "optimizer must be one of 'sgd', 'adam', got 'lion'" in flat
+    names = ", ".join(map(repr, OPTIMIZERS))  # 'sgd', 'adam', ...: the one optimizer table
+    assert result.exit_code == 2 and f"optimizer must be one of {names}, got 'lion'" in flat

@@ -58,7 +58,7 @@ def test_frozen_groups_bit_identical_and_without_optimizer_state(make_optimizer)
     head_before = snapshot(groups[2].modules[0])
     optimizer = make_optimizer(discriminative_param_groups(groups, 0.1))
     train(model, optimizer, 5)
-    for (group, before), module in zip(frozen, [m for g in groups[:2] for m in g.modules]):
+    for (_, before), module in zip(frozen, [m for g in groups[:2] for m in g.modules]):
         after = module.state_dict()
         for key in before:  # weights, bias, running_mean, running_var, num_batches_tracked
             assert torch.equal(before[key], after[key]), key
@@ -158,17 +158,17 @@ def test_deepcopy_keeps_and_unfreeze_releases_the_bn_hooks():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda m, g: freeze(g, upto=4), r"upto: must be an integer in \[0, 3\]"),
+        (lambda m, g: freeze(g, upto=4), r"upto must be an integer in \[0, 3\]"),
         (lambda m, g: freeze(g, upto=-1), "upto"),
         (lambda m, g: freeze(m, upto=1), "only applies to a list of layer groups"),
-        (lambda m, g: freeze(g, bn="eval"), "bn: must be one of"),
+        (lambda m, g: freeze(g, bn="eval"), "bn must be one of"),
         (lambda m, g: freeze(g[0]), "not a single LayerGroup"),
-        (lambda m, g: freeze([m]), r"target\[0\]: expected a LayerGroup"),
-        (lambda m, g: GradualUnfreezing(g, 0), "every: must be a finite number > 0, got 0"),
-        (lambda m, g: GradualUnfreezing(g, 1.5), "every: counts optimizer steps"),
+        (lambda m, g: freeze([m]), r"target\[0\] must be a LayerGroup"),
+        (lambda m, g: GradualUnfreezing(g, 0), "every must be > 0, got 0"),
+        (lambda m, g: GradualUnfreezing(g, 1.5), "every must be an integer without steps_per_epoch"),
         (lambda m, g: GradualUnfreezing(g, 0.3, steps_per_epoch=5), "whole number"),
         (lambda m, g: GradualUnfreezing(g, 1, steps_per_epoch=0), "steps_per_epoch"),
-        (lambda m, g: GradualUnfreezing(g, 1, start=0), r"start: must be an integer in \[1, 3\]"),
+        (lambda m, g: GradualUnfreezing(g, 1, start=0), r"start must be an integer in \[1, 3\]"),
         (lambda m, g: GradualUnfreezing([], 1), "at least one"),
     ],
 )
@@ -216,7 +216,8 @@ def test_gradual_unfreezing_resumes_via_state_dict():
     unfreezer = GradualUnfreezing(groups, every=2)
     optimizer = torch.optim.SGD(discriminative_param_groups(groups, 0.05), lr=0.05, momentum=0.9)
     train(model, optimizer, 3, unfreezer.step)
-    state = {"unfreezer": unfreezer.state_dict(), "optimizer": copy.deepcopy(optimizer.state_dict()), "model": snapshot(model)}
+    state = {"unfreezer": unfreezer.state_dict(), "optimizer": copy.deepcopy(optimizer.state_dict()),
+             "model": snapshot(model)}
     patterns: list = []
     train(model, optimizer, 4, lambda: (unfreezer.step(), patterns.append(trainable_pattern(groups))))
 

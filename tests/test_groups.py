@@ -80,7 +80,8 @@ class ViTLike(nn.Module):
 
 
 def mlp() -> nn.Sequential:
-    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(),
+                         nn.Linear(8, 2))
 
 
 def flat(groups):
@@ -119,7 +120,8 @@ def test_resnet_like_split_stem_stages_head():
     groups = layer_groups(TinyResNet(), 3)
     assert [g.names for g in groups] == [("conv1", "bn1", "layer1"), ("layer2", "layer3", "layer4"), ("fc",)]
     units = layer_groups(TinyResNet())
-    assert [g.names for g in units] == [("conv1",), ("bn1",), ("layer1",), ("layer2",), ("layer3",), ("layer4",), ("fc",)]
+    assert [g.names for g in units] == [("conv1",), ("bn1",), ("layer1",), ("layer2",), ("layer3",), ("layer4",),
+                                        ("fc",)]
 
 
 def test_transformer_like_split_embeddings_blocks_head_with_tied_head():
@@ -180,15 +182,15 @@ def test_explicit_split_by_callable():
     "kwargs, message",
     [
         ({"n_groups": 0}, "n_groups"),
-        ({"n_groups": 8}, r"n_groups: must be an integer in \[1, 7\]"),
+        ({"n_groups": 8}, r"n_groups must be an integer in \[1, 7\]"),
         ({"n_groups": 2, "split": ["fc"]}, "not both"),
         ({"split": ["nope"]}, "nope"),
         ({"split": ["fc", "layer3"]}, "module order"),
         ({"split": ["conv1"]}, "strictly after the first unit"),
         ({"split": "fc"}, "split"),
-        ({"split": lambda m: [m.conv1, m.fc]}, "miss parameters"),
+        ({"split": lambda m: [m.conv1, m.fc]}, "cover every parameter"),
         ({"split": lambda m: [m.layer1, m.layer1[0], m]}, "overlap"),
-        ({"split": lambda m: [nn.Linear(1, 1)]}, "not part of the model"),
+        ({"split": lambda m: [nn.Linear(1, 1)]}, "must be a part of the model"),
     ],
 )
 def test_layer_groups_validation(kwargs, message):
@@ -223,7 +225,7 @@ def test_explicit_lrs_and_options():
     [
         ((), {}, "exactly one of lr and lrs"),
         ((1e-3,), {"lrs": [1, 2, 3]}, "exactly one of lr and lrs"),
-        ((-1e-3,), {}, "lr: must be a finite number > 0, got -0.001"),
+        ((-1e-3,), {}, "lr must be > 0, got -0.001"),
         ((1e-3,), {"factor": 0}, "factor"),
         (((1e-2, 1e-3),), {}, "lo <= hi"),
         ((slice(1e-4, 1e-2, 2),), {}, "no step"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -14,6 +15,9 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 from lrkit.torch import LipschitzLR, find_last_layer, lipschitz_constant
+
+# Most tests call step() after forward passes alone; torch's order warning is checked below.
+pytestmark = pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)` before:UserWarning")
 
 # z = relu(x) enters the last layer: rows (3, 4), (1, 0), (0, 2) have norms 5, 1, 2.
 BATCH_A = torch.tensor([[3.0, 4.0], [1.0, 0.0], [-1.0, 2.0]])
@@ -214,12 +218,13 @@ def test_adam_both_emas_with_and_without_bias_correction():
 
     lrs, _ = two_epochs(lambda m: torch.optim.Adam(m.parameters(), lr=1e-3), bias_correction=True, eps=0.0)
     assert lrs[0] == pytest.approx(1.0)  # corrected EMAs of one value are L and L²: √(L²)/L
-    k1, k2 = (0.09 * L_A + 0.1 * L_B_ALONE) / (1 - 0.81), (0.000999 * L_A ** 2 + 0.001 * L_B_ALONE ** 2) / (1 - 0.999 ** 2)
+    k1 = (0.09 * L_A + 0.1 * L_B_ALONE) / (1 - 0.81)
+    k2 = (0.000999 * L_A ** 2 + 0.001 * L_B_ALONE ** 2) / (1 - 0.999 ** 2)
     assert lrs[1] == pytest.approx(math.sqrt(k2) / k1)
 
 
 def test_explicit_variant_and_betas_override_the_optimizer():
-    lrs, sched = two_epochs(lambda m: sgd(m), variant="momentum", betas=(0.5, 0.0))
+    lrs, _ = two_epochs(lambda m: sgd(m), variant="momentum", betas=(0.5, 0.0))
     assert lrs[0] == pytest.approx(1 / (0.5 * L_A))
 
 
@@ -415,3 +420,43 @@ def test_unknown_optimizer_needs_an_explicit_variant():
     model = classifier()
     with pytest.raises(ValueError, match="variant"):
         lipschitz_lr(torch.optim.Adagrad(model.parameters()), model, "softmax_ce")
+
+
+# ---- torch's LRScheduler contract -----------------------------------------------------------------
+
+def test_is_a_torch_scheduler_with_its_counters_and_no_warning_in_a_normal_loop():
+    model = classifier()
+    opt = sgd(model, lr=0.05)
+    criterion = nn.CrossEntropyLoss()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sched = lipschitz_lr(opt, model, "softmax_ce")
+        assert isinstance(sched, torch.optim.lr_scheduler.LRScheduler)
+        assert (sched.last_epoch, sched._step_count, sched.base_lrs) == (0, 1, [0.05])
+        for epoch in range(1, 4):
+            for batch in (BATCH_A, BATCH_B):
+                loss = criterion(model(batch), torch.zeros(len(batch), dtype=torch.long))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            sched.step()
+            assert (sched.last_epoch, sched._step_count) == (epoch, epoch + 1)
+            assert sched.get_last_lr() == [g["lr"] for g in opt.param_groups]
+    assert sched.updates == 3
+
+
+def test_first_epoch_lr_is_torchs_initial_step():
+    """Construction is torch's initial step: initial_lr (scaled per group) or the optimizer's LRs."""
+    model = classifier()
+    opt = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.01},
+                           {"params": model[2].parameters(), "lr": 0.1}])
+    sched = lipschitz_lr(opt, model, "softmax_ce", initial_lr=0.5)
+    assert [g["lr"] for g in opt.param_groups] == sched.get_last_lr() == pytest.approx([0.5, 5.0])
+    assert (sched.last_epoch, sched.updates) == (0, 0)
+
+
+def test_step_takes_no_epoch():
+    model = classifier()
+    sched = lipschitz_lr(sgd(model), model, "softmax_ce")
+    with pytest.raises(ValueError, match="LipschitzLR.step: epoch must be None"):
+        sched.step(3)

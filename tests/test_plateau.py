@@ -1,4 +1,4 @@
-"""ReduceLROnPlateau: torch's exact rule standalone, a resumable factor on lrkit schedules."""
+"""ReduceLROnPlateau (torch's class, exact) standalone; PlateauFactor, a resumable factor on lrkit schedules."""
 
 from __future__ import annotations
 
@@ -13,7 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import lrkit.schedules as S
-from lrkit.torch import ReduceLROnPlateau, ScheduledLR
+from lrkit.torch import PlateauFactor, ReduceLROnPlateau, ScheduledLR
+from lrkit.torch.plateau import _PlateauRule
+
+# Most tests drive the schedulers without an optimizer step; torch's order warning is tested in
+# test_scheduled_lr.py.
+pytestmark = pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)` before:UserWarning")
 
 
 def make_optimizer(lrs=(0.1, 0.03)) -> torch.optim.Optimizer:
@@ -125,7 +130,7 @@ def test_factor_on_constant_schedule_matches_torch_standalone():
     ref_opt = make_optimizer()
     ref = torch.optim.lr_scheduler.ReduceLROnPlateau(ref_opt, **kwargs)
     opt = make_optimizer()
-    sched = ScheduledLR(opt, S.constant(0.1), plateau=ReduceLROnPlateau(**kwargs))
+    sched = ScheduledLR(opt, S.constant(0.1), plateau=PlateauFactor(**kwargs))
     for value in metrics:
         sched.step()
         ref.step(value)
@@ -137,7 +142,7 @@ def test_factor_on_constant_schedule_matches_torch_standalone():
 
 def test_factor_multiplies_any_schedule_and_min_lr_never_lifts_it():
     schedule = S.warmup(S.cosine(0.1, 100), 10, start_lr=0.0)
-    plateau = ReduceLROnPlateau(patience=0, factor=0.5, min_lr=0.02)
+    plateau = PlateauFactor(patience=0, factor=0.5, min_lr=0.02)
     opt = make_optimizer((0.1,))
     sched = ScheduledLR(opt, schedule, plateau=plateau)
     assert opt.param_groups[0]["lr"] == 0.0  # warmup starts at 0; the floor does not lift it
@@ -158,7 +163,7 @@ def test_factor_multiplies_any_schedule_and_min_lr_never_lifts_it():
 
 def test_factor_keeps_group_ratios():
     opt = make_optimizer((0.1, 0.01))
-    sched = ScheduledLR(opt, S.cosine(0.1, 200), plateau=ReduceLROnPlateau(patience=0, factor=0.1))
+    sched = ScheduledLR(opt, S.cosine(0.1, 200), plateau=PlateauFactor(patience=0, factor=0.1))
     sched.step(50)
     sched.report(1.0)
     sched.report(1.0)
@@ -172,8 +177,8 @@ def run_composed(metrics_at: dict[int, float], total: int, resume_at: int | None
         torch.manual_seed(seed)
         model = torch.nn.Linear(3, 2)
         opt = torch.optim.SGD([{"params": [model.weight]}, {"params": [model.bias], "lr": 0.05}], lr=0.1, momentum=0.9)
-        plateau = ReduceLROnPlateau(patience=1, cooldown=2, factor=0.5, threshold_mode="abs", threshold=0.01,
-                                    min_lr=[1e-3, 5e-4])
+        plateau = PlateauFactor(patience=1, cooldown=2, factor=0.5, threshold_mode="abs", threshold=0.01,
+                                min_lr=[1e-3, 5e-4])
         schedule = S.warmup(S.cosine(0.1, total), 20, start_lr=1e-3)
         return model, opt, ScheduledLR(opt, schedule, plateau=plateau)
 
@@ -204,7 +209,7 @@ def run_composed(metrics_at: dict[int, float], total: int, resume_at: int | None
 def test_exact_resume_of_schedule_with_plateau(seed):
     rng = random.Random(seed)
     total = 300
-    values = noisy_plateaus(seed, n=total // 10) + [float("nan")]
+    values = [*noisy_plateaus(seed, n=total // 10), float("nan")]
     metrics_at = {10 * i + 9: values[i] for i in range(total // 10)}
     metrics_at[rng.randrange(total)] = float("nan")
     reference = run_composed(metrics_at, total, None, seed)
@@ -250,17 +255,17 @@ def test_scheduled_lr_refuses_a_plateau_with_its_own_optimizer():
 
 def test_factor_plateau_must_be_attached_before_reports():
     with pytest.raises(RuntimeError, match="ScheduledLR"):
-        plateau = ReduceLROnPlateau(patience=0)
+        plateau = PlateauFactor(patience=0)
         plateau.step(1.0)
         plateau.step(2.0)
 
 
 def test_load_without_plateau_state_is_refused():
-    sched = ScheduledLR(make_optimizer(), S.constant(0.1), plateau=ReduceLROnPlateau())
+    sched = ScheduledLR(make_optimizer(), S.constant(0.1), plateau=PlateauFactor())
     with pytest.raises(ValueError, match="plateau"):
         sched.load_state_dict({"step": 3, "scales": [1.0, 0.3]})
     with pytest.raises(ValueError, match="missing keys"):
-        ReduceLROnPlateau().load_state_dict({"best": 1.0})
+        PlateauFactor().load_state_dict({"best": 1.0})
 
 
 def test_report_without_plateau_is_an_error():
@@ -272,3 +277,128 @@ def test_nan_best_never_happens_with_infinite_start():
     plateau = ReduceLROnPlateau(make_optimizer(), mode="max")
     plateau.step(float("nan"))
     assert plateau.best == -math.inf and plateau.last_epoch == 0
+
+
+# ---- one rule, two classes; torch's contract -----------------------------------------------------
+
+def test_reduce_lr_on_plateau_is_torchs_class():
+    """Lightning's `monitor` and the HF Trainer recognise plateau schedulers by this isinstance."""
+    plateau = ReduceLROnPlateau(make_optimizer())
+    assert isinstance(plateau, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    assert isinstance(plateau, torch.optim.lr_scheduler.LRScheduler)
+    assert not isinstance(PlateauFactor(), torch.optim.lr_scheduler.LRScheduler)  # it drives no optimizer
+    with pytest.raises(ValueError, match="does not support `ReduceLROnPlateau`"):  # torch's own check sees it
+        torch.optim.lr_scheduler.ChainedScheduler([plateau])
+
+
+def test_both_classes_count_with_the_one_rule():
+    """Same counting code (not a copy), and the same counters as torch on the same reports."""
+    for name in ("_is_better", "_cut_due", "in_cooldown"):
+        assert getattr(ReduceLROnPlateau, name) is getattr(_PlateauRule, name)
+        assert getattr(PlateauFactor, name) is getattr(_PlateauRule, name)
+    kwargs = dict(mode="max", threshold_mode="abs", threshold=0.02, patience=1, cooldown=2, factor=0.5)
+    ref = torch.optim.lr_scheduler.ReduceLROnPlateau(make_optimizer(), **kwargs)
+    standalone = ReduceLROnPlateau(make_optimizer(), **kwargs)
+    factor = PlateauFactor(**kwargs)
+    ScheduledLR(make_optimizer(), S.constant(0.1), plateau=factor)
+    for value in noisy_plateaus(4, sign=-1.0):
+        ref.step(value)
+        standalone.step(value)
+        factor.step(value)
+        counters = (ref.best, ref.num_bad_epochs, ref.cooldown_counter, ref.last_epoch)
+        assert (standalone.best, standalone.num_bad_epochs, standalone.cooldown_counter,
+                standalone.last_epoch) == counters
+        assert (factor.best, factor.num_bad_epochs, factor.cooldown_counter, factor.last_epoch) == counters
+
+
+def test_state_dict_is_torchs_and_survives_torch_load():
+    metrics = noisy_plateaus(6)
+    opt = make_optimizer()
+    plateau = ReduceLROnPlateau(opt, patience=1, factor=0.5)
+    for value in metrics[:20]:
+        plateau.step(value)
+    plateau.step(float("nan"))
+    buffer = io.BytesIO()
+    torch.save({"opt": opt.state_dict(), "plateau": plateau.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    ref = torch.optim.lr_scheduler.ReduceLROnPlateau(make_optimizer(), patience=1, factor=0.5)
+    assert set(saved["plateau"]) == set(ref.state_dict()) | {"nan_reports"}
+    fresh_opt = make_optimizer()
+    fresh_opt.load_state_dict(saved["opt"])
+    fresh = ReduceLROnPlateau(fresh_opt, patience=1, factor=0.5)
+    fresh.load_state_dict(saved["plateau"])
+    assert fresh.nan_reports == 1
+    for value in metrics[20:]:
+        assert fresh.step(value) == plateau.step(value)
+        assert fresh_opt.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+
+
+def _saved_state(changes):
+    """A valid state of either class (ReduceLROnPlateau ignores `multipliers`) with `changes`."""
+    return {"best": 1.0, "num_bad_epochs": 0, "cooldown_counter": 0, "last_epoch": 3, "nan_reports": 0,
+            "multipliers": []} | changes
+
+
+@pytest.mark.parametrize("make", [lambda: ReduceLROnPlateau(make_optimizer()), PlateauFactor],
+                         ids=["ReduceLROnPlateau", "PlateauFactor"])
+@pytest.mark.parametrize("state, message", [
+    (None, "state_dict must be a dict"),
+    ({"best": 1.0}, r"state_dict must be a plateau state .* \(missing keys \['num_bad_epochs'"),
+    (_saved_state({"num_bad_epochs": -1}), "num_bad_epochs must be an integer >= 0, got -1"),
+    (_saved_state({"cooldown_counter": -2}), "cooldown_counter must be an integer >= 0"),
+    (_saved_state({"last_epoch": 1.5}), "last_epoch must be an integer >= 0"),
+    (_saved_state({"nan_reports": -1}), "nan_reports must be an integer >= 0"),
+    (_saved_state({"best": float("nan")}), "best must be a number or ±inf"),
+    (_saved_state({"best": "1"}), "best must be a number or ±inf"),
+])
+def test_load_state_dict_refuses_bad_states(make, state, message):
+    plateau = make()
+    before = dict(vars(plateau))
+    with pytest.raises(ValueError, match=f"{type(plateau).__name__}.load_state_dict: {message}"):
+        plateau.load_state_dict(state)
+    assert vars(plateau) == before  # nothing half-loaded
+
+
+@pytest.mark.parametrize("multipliers", [[0.0], [1.5], [float("nan")], ["0.5"], 0.5])
+def test_plateau_factor_refuses_bad_multipliers(multipliers):
+    with pytest.raises(ValueError, match="PlateauFactor.load_state_dict: (each of )?multipliers must be"):
+        PlateauFactor().load_state_dict(_saved_state({"multipliers": multipliers}))
+
+
+def test_a_state_saved_by_torchs_own_class_is_refused_by_name():
+    """A state saved by torch's own class lacks `nan_reports`: named, not silently defaulted."""
+    torch_state = torch.optim.lr_scheduler.ReduceLROnPlateau(make_optimizer()).state_dict()
+    with pytest.raises(ValueError, match=r"missing keys \['nan_reports'\]"):
+        ReduceLROnPlateau(make_optimizer()).load_state_dict(torch_state)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(mode="mean"), "PlateauFactor: mode must be one of 'min', 'max', got 'mean'"),
+    (dict(threshold_mode="pct"), "threshold_mode must be one of 'rel', 'abs'"),
+    (dict(factor=1.0), r"factor must be in \(0.0, 1.0\), got 1.0"), (dict(factor=True), "factor"),
+    (dict(patience=-1), "patience must be an integer >= 0"), (dict(cooldown=1.5), "cooldown"),
+    (dict(threshold=float("inf")), "threshold must be a finite number"), (dict(eps=-1e-9), "eps must be >= 0"),
+    (dict(min_lr=[0.0, -1.0]), "each of min_lr must be >= 0, got -1.0"), (dict(min_lr="0"), "min_lr"),
+])
+def test_plateau_factor_checks_its_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PlateauFactor(**kwargs)
+
+
+def test_plateau_factor_min_lr_list_is_checked_against_the_groups():
+    with pytest.raises(ValueError, match=r"PlateauFactor: min_lr must be a number or one per param group \(2\)"):
+        ScheduledLR(make_optimizer(), S.constant(0.1), plateau=PlateauFactor(min_lr=[0.0, 0.0, 0.0]))
+
+
+def test_scheduled_lr_takes_only_a_plateau_factor():
+    """No duck typing: an object with the same methods is not a PlateauFactor."""
+
+    class LookAlike:
+        def adjust_lrs(self, lrs):
+            return lrs
+
+        step = state_dict = load_state_dict = adjust_lrs
+
+    with pytest.raises(ValueError, match="ScheduledLR: plateau must be a lrkit.torch.PlateauFactor"):
+        ScheduledLR(make_optimizer(), S.constant(0.1), plateau=LookAlike())

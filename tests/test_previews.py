@@ -29,7 +29,7 @@ def test_plot_schedule_draws_every_step_with_labelled_axes():
 def test_plot_schedule_momentum_goes_on_a_twin_axis():
     sched = one_cycle(max_lr=0.1, total_steps=100)
     ax = plot_schedule(sched, 100, momentum=sched.momentum_schedule())
-    twin = [other for other in ax.figure.axes if other is not ax][0]
+    twin = next(other for other in ax.figure.axes if other is not ax)
     assert twin.get_ylabel() == "momentum"
     assert twin.lines[0].get_data()[1][0] == pytest.approx(0.95)
 

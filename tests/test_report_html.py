@@ -13,15 +13,20 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_rgba
 from matplotlib.image import imread
-from report_runs import ENV, classification_runs, make_run, regression_runs, write_store
 from typer.testing import CliRunner
 
 from lrkit.cli import app
 from lrkit.report import load_runs, summarize, write_report
-from lrkit.report.plots import (plot_loss_curves, plot_lr_curves, plot_metric_overview, plot_metric_panels,
-                                strategy_colors)
+from lrkit.report.plots import (
+    plot_loss_curves,
+    plot_lr_curves,
+    plot_metric_overview,
+    plot_metric_panels,
+    strategy_colors,
+)
 from lrkit.report.summary import format_metric
 from lrkit.schedules import constant
+from report_runs import ENV, classification_runs, make_run, regression_runs, write_store
 
 DATA_URI = re.compile(r"data:image/png;base64,[A-Za-z0-9+/=]+")
 
@@ -96,7 +101,7 @@ def test_every_figure_is_a_decodable_png(page):
 
 
 def test_ranking_table_lists_every_strategy_in_rank_order_with_numbers(page, store):
-    text, parsed = page
+    _, parsed = page
     summary = summarize(load_runs(store, task="digits-mlp"))
     assert [row[1].split("baseline")[0].split("diverged")[0] for row in parsed.rows] == [
         s.strategy for s in summary.ranking]

@@ -7,8 +7,6 @@ import sqlite3
 
 import numpy as np
 import pytest
-from report_runs import (STEPS_PER_EPOCH, classification_runs, make_run, regression_runs,
-                         write_store)
 from scipy import stats
 
 from lrkit.experiments.store import StoreError
@@ -16,6 +14,8 @@ from lrkit.report import load_runs, summarize
 from lrkit.report.plots import smooth
 from lrkit.report.summary import format_metric, format_steps, pick_baseline, welch_t_test
 from lrkit.schedules import constant
+from report_runs import STEPS_PER_EPOCH, classification_runs, make_run, regression_runs, write_store
+from store_v1 import downgrade_to_schema_1
 
 
 @pytest.fixture(scope="module")
@@ -132,10 +132,52 @@ def test_a_user_target_and_baseline_replace_the_defaults(digits):
     assert "constant-LR baseline cosine" in " ".join(summary.verdict)
 
 
-def test_pick_baseline_takes_constant_then_constant_finder():
-    assert pick_baseline(["cosine", "constant-finder", "constant-too-large"]) == "constant-finder"
-    assert pick_baseline(["constant-finder", "constant", "cosine"]) == "constant"
-    assert pick_baseline(["cosine", "constant-too-small"]) is None
+def _store_of(path, names, *, flagged=(), schema_1=False):
+    """A store with one run per strategy name; `flagged` strategies set `baseline` in their config."""
+    runs = [make_run("t", name, 0, constant(0.1), 0.9, 1.0, baseline=name in flagged) for name in names]
+    write_store(path, runs)
+    return downgrade_to_schema_1(path) if schema_1 else path
+
+
+def test_pick_baseline_takes_the_strategy_flagged_as_baseline(tmp_path):
+    def pick(name, names, flagged):
+        return pick_baseline(load_runs(_store_of(tmp_path / f"{name}.sqlite", names, flagged=flagged)))
+
+    assert pick("a", ["cosine", "constant-finder", "constant-too-large"], {"constant-finder"}) == "constant-finder"
+    assert pick("b", ["cosine", "my-constant"], {"my-constant"}) == "my-constant"  # any name
+    assert pick("c", ["constant-finder", "constant", "cosine"], set()) is None  # names alone mean nothing
+    assert pick("d", ["x", "y", "z"], {"z", "y"}) == "y"  # several: the first stored
+
+
+def test_a_migrated_store_keeps_the_baseline_schema_1_picked_by_name(tmp_path):
+    def pick(name, names):
+        return pick_baseline(load_runs(_store_of(tmp_path / f"{name}.sqlite", names, schema_1=True)))
+
+    assert pick("a", ["cosine", "constant-finder", "constant-too-large"]) == "constant-finder"
+    assert pick("b", ["constant-finder", "constant", "cosine"]) == "constant"
+    assert pick("c", ["cosine", "constant-too-small"]) is None
+
+
+@pytest.mark.parametrize("target", [None, 0.5])
+def test_a_migrated_store_reports_what_it_reported_before(tmp_path, target):
+    runs = classification_runs()  # constant-large seed 1 diverges: it loses its steps_per_epoch
+    today = write_store(tmp_path / "today.sqlite", runs)
+    migrated = downgrade_to_schema_1(write_store(tmp_path / "old.sqlite", runs))
+    assert repr(summarize(load_runs(migrated), target=target)) == repr(summarize(load_runs(today), target=target))
+    large = summarize(load_runs(migrated), target=0.5).strategy("constant-large")
+    assert large.n_reached == 3 and math.isfinite(large.steps_to_target)
+
+
+def test_steps_to_target_reads_the_recorded_steps_per_epoch(tmp_path):
+    run = make_run("t", "wild", 0, constant(1.0), 0.9, 1.0, diverge_at_epoch=3)  # 2 epochs, 69 steps
+    run.epoch_metric[0] = 0.9  # reaches the target at the end of epoch 1
+    assert run.steps_per_epoch == STEPS_PER_EPOCH
+    today = summarize(load_runs(write_store(tmp_path / "today.sqlite", [run])), target=0.5)
+    assert today.strategy("wild").steps_to_target == STEPS_PER_EPOCH
+    # migrated from schema 1, a diverged run alone in its batch size falls back to that schema's
+    # estimate: recorded steps // recorded epochs
+    old = downgrade_to_schema_1(write_store(tmp_path / "old.sqlite", [run]))
+    assert summarize(load_runs(old), target=0.5).strategy("wild").steps_to_target == 69 // 2
 
 
 def test_without_a_baseline_there_is_no_default_target(digits):

@@ -11,11 +11,14 @@ import numpy as np
 import pytest
 from torch import nn
 
+from lrkit.experiments import runner
 from lrkit.experiments.runner import plan, run_sweep
 from lrkit.experiments.store import ResultsStore
 from lrkit.experiments.strategies import Strategy
+from lrkit.experiments.training import Trial, train_trial
 from lrkit.tasks import Task, register_task
 from lrkit.tasks.bundled import load_diabetes, mean_squared_error
+from store_v1 import TRIALS, fixture_copy
 
 FAST = [
     Strategy("cosine", "test", lr=0.05, schedule="cosine(lr={lr}, decay_steps={total_steps})"),
@@ -25,8 +28,8 @@ FAST = [
 
 def series(db):
     with ResultsStore(db) as store:
-        return {(row.strategy, row.seed): (store.step_series(row.id)["loss"].tolist(),
-                                           store.epoch_series(row.id)["metric"].tolist())
+        return {(row.strategy, row.seed): (store.step_series(row.key)["loss"].tolist(),
+                                           store.epoch_series(row.key)["metric"].tolist())
                 for row in store.runs()}
 
 
@@ -56,6 +59,7 @@ def test_records_every_step_and_epoch(tmp_path):
     [run] = report.trained
     steps_per_epoch = 12  # 354 training rows / 32
     assert len(run.step_lr) == len(run.step_loss) == 3 * steps_per_epoch
+    assert run.steps_per_epoch == steps_per_epoch
     assert run.step_lr[0] == pytest.approx(0.05) and run.step_lr[-1] < 0.01  # cosine towards 0
     assert len(run.epoch_metric) == 3 and run.status == "complete"
     assert run.environment["torch"].startswith("2.")
@@ -109,7 +113,7 @@ def test_kill_9_loses_no_completed_run_and_a_rerun_resumes(tmp_path):
             try:
                 with ResultsStore(db) as store:
                     stored = len(store.runs())
-            except Exception:  # noqa: BLE001 - the store may be mid-creation
+            except Exception:  # the store may be mid-creation
                 continue
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
@@ -119,8 +123,8 @@ def test_kill_9_loses_no_completed_run_and_a_rerun_resumes(tmp_path):
         survivors = len(runs)
         assert 3 <= survivors < 16, "kill must have happened mid-sweep"
         for row in runs:  # every stored run is whole
-            assert len(store.epoch_series(row.id)["metric"]) == 20
-            assert len(store.step_series(row.id)["lr"]) == 20 * 12
+            assert len(store.epoch_series(row.key)["metric"]) == 20
+            assert len(store.step_series(row.key)["lr"]) == 20 * 12
     rerun = subprocess.run([sys.executable, str(script), str(db)], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert f"trained={16 - survivors} skipped={survivors}" in rerun.stdout
@@ -135,6 +139,38 @@ def test_ray_backend_runs_the_same_trials_into_the_same_store(tmp_path):
     report = run_sweep(trials, tmp_path / "ray.sqlite", workers=2, backend="ray", progress=False)
     assert not report.failed and len(report.trained) == 2
     assert series(tmp_path / "ray.sqlite") == series(tmp_path / "local.sqlite")
+
+
+def test_rerunning_the_sweep_on_a_schema_1_store_trains_nothing(tmp_path):
+    db = fixture_copy(tmp_path)
+    report = run_sweep(list(TRIALS), db, workers=1, progress=False)
+    assert (report.skipped, report.trained, report.failed) == (2, [], [])
+    with ResultsStore(db) as store:
+        assert store.completed_keys() == {trial.key for trial in TRIALS}
+
+
+def test_lipschitz_sets_the_lr_once_per_epoch_and_plateau_cuts_it():
+    lipschitz = train_trial(Trial("diabetes-mlp", Strategy("l", "test", lr=0.01, lipschitz={},
+                                                           optimizer_kwargs={"momentum": 0.0}), 0, 3, 32))
+    per_epoch = [lipschitz.step_lr[k * 12:(k + 1) * 12] for k in range(3)]
+    assert all(len(set(epoch)) == 1 for epoch in per_epoch)  # constant within an epoch
+    assert per_epoch[0][0] == pytest.approx(0.01) and per_epoch[1][0] != per_epoch[0][0]
+    plateau = train_trial(Trial("diabetes-mlp", Strategy("p", "test", lr=0.01, plateau={"factor": 0.5, "patience": 0,
+                                                                                         "threshold": 1.0}), 0, 3, 32))
+    assert plateau.step_lr[12] == pytest.approx(0.005) and plateau.step_lr[24] == pytest.approx(0.0025)
+
+
+def test_the_sweep_shows_the_shared_progress_bar(tmp_path, monkeypatch):
+    calls = []
+    real = runner.progress_bar
+
+    def spy(label, total, **kwargs):
+        calls.append((label, total, kwargs))
+        return real(label, total, **kwargs)
+
+    monkeypatch.setattr(runner, "progress_bar", spy)
+    run_sweep(plan("diabetes-mlp", FAST[:1], seeds=1, epochs=1, batch_size=32), tmp_path / "r.sqlite", workers=1)
+    assert calls == [("training", 1, {"enabled": True, "transient": False})]
 
 
 def test_bad_sweep_arguments_are_refused(tmp_path):

@@ -10,6 +10,8 @@ uninterrupted run, across the 1024-step evaluation blocks.
 from __future__ import annotations
 
 import io
+import math
+import warnings
 
 import numpy as np
 import pytest
@@ -17,11 +19,16 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch.optim import SGD, Adagrad, Adam
+from torch.optim.lr_scheduler import ChainedScheduler, ExponentialLR, LRScheduler, SequentialLR
 
 import lrkit.schedules as S
 from lrkit.torch import ScheduledLR
 
+# Most tests drive the scheduler without an optimizer step; torch's order warning is tested below.
+pytestmark = pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)` before:UserWarning")
+
 GROUP_LRS = [0.1, 0.025, 0.3]
+SCALES = [lr / GROUP_LRS[0] for lr in GROUP_LRS]  # how ScheduledLR computes the group scales
 RUN = 1300  # crosses the 1024-step block boundary of ScheduledLR's evaluation cache
 
 
@@ -193,7 +200,12 @@ def test_constructor_validation(make):
                                    {"step": 3, "scales": [1.0]}, {"step": -1, "scales": [1.0, 0.25, 3.0]},
                                    {"step": 2.5, "scales": [1.0, 0.25, 3.0]},
                                    {"step": True, "scales": [1.0, 0.25, 3.0]},
-                                   {"step": 3, "scales": ["a", 1, 2]}, {"step": 3, "scales": None}])
+                                   {"step": 3, "scales": ["a", 1, 2]}, {"step": 3, "scales": None},
+                                   {"step": 3, "scales": ["1", 0.25, 3.0]},
+                                   {"step": 3, "scales": [math.nan, 0.25, 3.0]},
+                                   {"step": 3, "scales": [1.0, math.inf, 3.0]},
+                                   {"step": 3, "scales": [1.0, 0.25, -1]}, {"step": 3, "scales": [1.0, 0.0, 3.0]},
+                                   {"step": 3, "scales": [1.0, True, 3.0]}, None, [3, [1.0, 0.25, 3.0]]])
 def test_load_state_dict_refuses_bad_states(state):
     scheduler = ScheduledLR(_optimizer(), S.constant(0.1))
     with pytest.raises(ValueError, match="ScheduledLR.load_state_dict"):
@@ -211,3 +223,94 @@ def test_block_cache_matches_scalar_evaluation_far_out():
     values = schedule(np.arange(2048.0))
     scheduler.step(1500)
     assert opt.param_groups[0]["lr"] == values[1500]
+
+
+def test_bad_scales_leave_the_scheduler_untouched():
+    opt = _optimizer()
+    scheduler = ScheduledLR(opt, S.cosine(0.1, 100))
+    scheduler.step(5)
+    before = (scheduler.state_dict(), [g["lr"] for g in opt.param_groups])
+    with pytest.raises(ValueError, match=r"ScheduledLR.load_state_dict: each of scales must be > 0, got -1"):
+        scheduler.load_state_dict({"step": 50, "scales": [1.0, 0.25, -1]})
+    assert (scheduler.state_dict(), [g["lr"] for g in opt.param_groups]) == before
+
+
+# ---- torch's LRScheduler contract -----------------------------------------------------------------
+
+def _train_steps(optimizer, scheduler, steps):
+    """A normal loop: backward, optimizer.step(), then scheduler.step()."""
+    for _ in range(steps):
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                param.grad = torch.ones_like(param)
+        optimizer.step()
+        scheduler.step()
+
+
+def test_is_a_torch_scheduler_with_its_counters():
+    schedule = S.cosine(0.1, 50)
+    opt = _optimizer()
+    scheduler = ScheduledLR(opt, schedule)
+    assert isinstance(scheduler, LRScheduler)
+    assert (scheduler.last_epoch, scheduler._step_count) == (0, 1)  # torch's initial step made in __init__
+    assert scheduler.base_lrs == GROUP_LRS
+    assert all(g["initial_lr"] == lr for g, lr in zip(opt.param_groups, GROUP_LRS))
+    _train_steps(opt, scheduler, 7)
+    assert (scheduler.last_epoch, scheduler._step_count) == (7, 8)
+    assert scheduler.get_last_lr() == [g["lr"] for g in opt.param_groups] == [s * schedule(7) for s in SCALES]
+    scheduler.step(30)  # an explicit jump is one more step() call
+    assert (scheduler.last_epoch, scheduler._step_count) == (30, 9)
+    assert scheduler.get_last_lr() == [g["lr"] for g in opt.param_groups]
+    scheduler._step_count += 1  # what Accelerate does for skipped optimizer steps
+    scheduler.step()
+    assert scheduler.last_epoch == 31 and opt.param_groups[0]["lr"] == schedule(31)
+
+
+def test_no_torch_warning_in_a_normal_loop():
+    opt = _optimizer(kind="adam")
+    schedule = S.one_cycle(0.1, 40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scheduler = ScheduledLR(opt, schedule, momentum=schedule.momentum_schedule())
+        _train_steps(opt, scheduler, 40)
+    assert opt.param_groups[0]["lr"] == schedule(40)
+
+
+def test_torchs_order_warning_reaches_a_wrong_loop():
+    """torch wraps optimizer.step in LRScheduler.__init__: stepping the scheduler first is reported."""
+    opt = _optimizer()
+    scheduler = ScheduledLR(opt, S.constant(0.1))
+    with pytest.warns(UserWarning, match="before `optimizer.step\\(\\)`"):
+        scheduler.step()
+
+
+def test_in_chained_scheduler_the_closed_form_overwrites():
+    """ChainedScheduler steps each member in turn; ScheduledLR sets its closed form, so a chainable
+    scheduler after it multiplies once per step (not gamma**k) and one before it has no effect."""
+    schedule, gamma = S.cosine(0.1, 60), 0.9
+    opt = _optimizer()
+    chain = ChainedScheduler([ScheduledLR(opt, schedule), ExponentialLR(opt, gamma)])
+    assert [g["lr"] for g in opt.param_groups] == [s * schedule(0) for s in SCALES]
+    for k in range(1, 40):
+        _train_steps(opt, chain, 1)
+        assert [g["lr"] for g in opt.param_groups] == [s * schedule(k) * gamma for s in SCALES]
+    assert chain.get_last_lr() == [g["lr"] for g in opt.param_groups]
+
+    opt = _optimizer()
+    chain = ChainedScheduler([ExponentialLR(opt, gamma), ScheduledLR(opt, schedule)])
+    for k in range(1, 40):
+        _train_steps(opt, chain, 1)
+        assert [g["lr"] for g in opt.param_groups] == [s * schedule(k) for s in SCALES]
+
+
+def test_in_sequential_lr_each_schedule_runs_in_local_time():
+    """SequentialLR restarts the next scheduler at its milestone: schedule(k - milestone), as S.join."""
+    first, second, milestone = S.exponential(0.01, 10, 0.5), S.cosine(0.1, 100), 25
+    opt = _optimizer()
+    sequence = SequentialLR(opt, [ScheduledLR(opt, first), ScheduledLR(opt, second)], milestones=[milestone])
+    joined = S.join([first, second], [milestone])
+    for k in range(120):
+        expected = first(k) if k < milestone else second(k - milestone)
+        assert [g["lr"] for g in opt.param_groups] == [s * expected for s in SCALES]
+        assert opt.param_groups[0]["lr"] == pytest.approx(joined(k), rel=1e-15)
+        _train_steps(opt, sequence, 1)

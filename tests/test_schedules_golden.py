@@ -294,7 +294,7 @@ def test_sgdr_restart_positions_follow_keras(t_mul):
     t = np.arange(2000, dtype=float)
     values = schedule(t)
     jumps = np.flatnonzero(np.diff(values) > 0) + 1  # first step of each new cycle
-    expected = [int(math.ceil(s)) for s in starts[1:]]
+    expected = [math.ceil(s) for s in starts[1:]]
     assert list(jumps) == expected
 
 

@@ -134,7 +134,7 @@ def test_cyclic(lrs, mode, down):
 def test_cyclic_momentum_not_driven(lrs):
     """With cycle_momentum=True torch cycles SGD momentum; lrkit's CLR has no momentum
     curve, so the LR must still agree and ScheduledLR must leave momentum untouched."""
-    base_lrs, ratios = _cyclic_lrs(lrs, 0.001)
+    base_lrs, _ = _cyclic_lrs(lrs, 0.001)
     opt = _optimizer(base_lrs, "sgd", momentum=0.9)
     _, momenta, _ = _run(opt, ScheduledLR(opt, S.triangular(0.001, 0.01, 20)), 100)
     assert np.all(momenta == 0.9)
@@ -162,7 +162,7 @@ def test_one_cycle_lr(lrs, case):
     c = ONE_CYCLE_CASES[case]
     schedule = S.one_cycle(lrs[0], total, **c)
     # torch raises past total_steps; compare every step it defines (0 .. total-1).
-    ours, torch_lr = _compare(_torch_one_cycle(lrs, total, c, cycle_momentum=False), schedule, lrs, total)
+    ours, _ = _compare(_torch_one_cycle(lrs, total, c, cycle_momentum=False), schedule, lrs, total)
     assert ours[0, 0] == pytest.approx(lrs[0] / 25.0, rel=1e-12)
     assert ours[-1, 0] == pytest.approx(lrs[0] / 25.0 / 1e4, rel=1e-9)
 
@@ -174,8 +174,8 @@ def test_one_cycle_momentum_curve(kind, case):
     c = ONE_CYCLE_CASES[case]
     schedule = S.one_cycle(0.1, total, **c)
     momentum = schedule.momentum_schedule(base_momentum=0.8, max_momentum=0.97)
-    _, torch_lr = _compare(_torch_one_cycle(GROUPS, total, c, base_momentum=0.8, max_momentum=0.97),
-                           schedule, GROUPS, total, momentum=momentum, kind=kind, sgd_momentum=0.5)
+    _compare(_torch_one_cycle(GROUPS, total, c, base_momentum=0.8, max_momentum=0.97),
+             schedule, GROUPS, total, momentum=momentum, kind=kind, sgd_momentum=0.5)
     # the momentum curve is not constant: it really was compared
     opt = _optimizer(GROUPS, kind, 0.5)
     _, momenta, _ = _run(opt, ScheduledLR(opt, schedule, momentum=momentum), total)

@@ -1,5 +1,8 @@
-"""The SQLite results store: round trip, atomic runs, refusal of foreign or corrupt files."""
+"""The SQLite results store: round trip, atomic runs, refusal of foreign or corrupt files,
+migration of schema-1 stores."""
 
+import dataclasses
+import json
 import math
 import sqlite3
 
@@ -8,6 +11,7 @@ import pytest
 
 from lrkit.experiments.results import RunResult, run_key
 from lrkit.experiments.store import ResultsStore, StoreError
+from store_v1 import FIXTURE, TRIALS, fixture_copy
 
 
 def make_run(seed=0, metrics=(0.5, 0.7, 0.6), higher=True, status="complete"):
@@ -15,7 +19,7 @@ def make_run(seed=0, metrics=(0.5, 0.7, 0.6), higher=True, status="complete"):
     return RunResult(key=run_key("t", {"name": "s"}, seed, len(metrics), 32), task="t", strategy="s",
                      config={"name": "s"}, seed=seed, epochs=len(metrics), batch_size=32,
                      metric_name="accuracy", higher_is_better=higher, status=status, base_lr=0.1,
-                     wall_time=1.5, step_lr=[0.1 * i for i in range(steps)],
+                     wall_time=1.5, steps_per_epoch=2, step_lr=[0.1 * i for i in range(steps)],
                      step_loss=[1.0, 0.9, math.nan, 0.7, 0.6, 0.5], epoch_train_loss=[1.0, 0.8, 0.6],
                      epoch_val_loss=[1.1, 0.9, 0.8], epoch_metric=list(metrics), epoch_time=[0.1, 0.2, 0.3],
                      environment={"torch": "x"})
@@ -24,13 +28,14 @@ def make_run(seed=0, metrics=(0.5, 0.7, 0.6), higher=True, status="complete"):
 def test_round_trip_keeps_every_series_and_summary(tmp_path):
     run = make_run()
     with ResultsStore(tmp_path / "r.sqlite") as store:
-        run_id = store.save(run)
+        store.save(run)
     with ResultsStore(tmp_path / "r.sqlite") as store:  # reopened from disk
         [row] = store.runs()
-        steps, epochs = store.step_series(run_id), store.epoch_series(run_id)
+        steps, epochs = store.step_series(run.key), store.epoch_series(run.key)
     assert (row.task, row.strategy, row.seed, row.status, row.config) == ("t", "s", 0, "complete", {"name": "s"})
     assert row.final_metric == 0.6 and row.best_metric == 0.7 and row.best_epoch == 2
     assert row.environment == {"torch": "x"}
+    assert row == dataclasses.replace(run, step_lr=[], step_loss=[])  # the same record; steps read on demand
     np.testing.assert_array_equal(steps["lr"], run.step_lr)
     np.testing.assert_array_equal(steps["loss"], run.step_loss)  # NaN stored as NULL, read back as NaN
     np.testing.assert_array_equal(epochs["metric"], run.epoch_metric)
@@ -50,7 +55,7 @@ def test_saving_a_key_again_replaces_the_run(tmp_path):
         store.save(make_run(metrics=(0.4, 0.5, 0.6)))
         [row] = store.runs()
         assert row.final_metric == 0.6
-        assert len(store.epoch_series(row.id)["metric"]) == 3
+        assert len(store.epoch_series(row.key)["metric"]) == 3
 
 
 def test_a_failed_write_leaves_no_partial_run(tmp_path):
@@ -97,3 +102,83 @@ def test_refuses_a_newer_schema(tmp_path):
         db.execute("UPDATE meta SET value = '99' WHERE key = 'lrkit_schema'")
     with pytest.raises(StoreError, match="schema 99"):
         ResultsStore(path)
+
+
+def test_the_runs_table_holds_every_field_of_the_run_record(tmp_path):
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        columns = {row[1] for row in store._db.execute("PRAGMA table_info(runs)")}
+    lists = {"step_lr", "step_loss", "epoch_train_loss", "epoch_val_loss", "epoch_metric", "epoch_time"}
+    assert {f.name for f in dataclasses.fields(RunResult)} - lists <= columns
+
+
+def test_a_missing_metric_reads_back_as_nan_and_no_best(tmp_path):
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        store.save(make_run(metrics=(math.nan, math.nan, math.nan), status="diverged"))
+        [row] = store.runs()
+    assert math.isnan(row.final_metric) and row.best_metric is None and row.best_epoch == 0
+
+
+def _schema(db: sqlite3.Connection) -> tuple[str, set[str]]:
+    version = db.execute("SELECT value FROM meta WHERE key = 'lrkit_schema'").fetchone()[0]
+    return version, {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+
+
+def test_the_fixture_is_a_schema_1_store(tmp_path):
+    assert FIXTURE.stat().st_size < 100_000
+    db = sqlite3.connect(fixture_copy(tmp_path))  # even a read-only open of a WAL file writes beside it
+    version, columns = _schema(db)
+    assert version == "1" and "steps_per_epoch" not in columns
+    assert all("baseline" not in json.loads(config) for (config,) in db.execute("SELECT config FROM runs"))
+    db.close()
+
+
+def test_a_schema_1_store_is_migrated_in_place(tmp_path):
+    path = fixture_copy(tmp_path)
+    with ResultsStore(path) as store:
+        runs = {run.strategy: run for run in store.runs()}
+        steps = {name: store.step_series(run.key) for name, run in runs.items()}
+    db = sqlite3.connect(path)
+    assert _schema(db)[0] == "2" and "steps_per_epoch" in _schema(db)[1]
+    db.close()
+    finder, huge = runs["constant-finder"], runs["huge"]
+    assert (finder.status, huge.status) == ("complete", "diverged")
+    # a complete run: step rows / epochs (354 rows / batch 32 = 12); a diverged one: unknown
+    assert finder.steps_per_epoch == len(steps["constant-finder"]["step"]) / finder.epochs == 12
+    assert huge.steps_per_epoch is None
+    # schema 1's summary took 'constant-finder' as the baseline: now the flag says so
+    assert finder.config["baseline"] is True and huge.config["baseline"] is False
+    assert {key: value for key, value in finder.config.items() if key != "baseline"} == TRIALS[0].strategy.identity()
+    assert len(finder.epoch_metric) == 2 and len(huge.epoch_metric) == 1 and len(steps["huge"]["step"]) == 3
+    with ResultsStore(path) as store:  # opening it again finds schema 2: nothing left to do
+        assert [run.steps_per_epoch for run in store.runs()] == [12, None]
+
+
+def test_a_failed_migration_leaves_the_store_as_it_was(tmp_path, monkeypatch):
+    path = fixture_copy(tmp_path)
+    db = sqlite3.connect(path)
+    before = list(db.iterdump())
+    db.close()
+
+    def fail_midway(store):
+        raise sqlite3.OperationalError("disk I/O error")  # after the column was added and filled
+
+    monkeypatch.setattr(ResultsStore, "_flag_schema_1_baselines", fail_midway)
+    with pytest.raises(StoreError, match="schema 1 and could not be migrated.*unchanged.*disk I/O error"):
+        ResultsStore(path)
+    db = sqlite3.connect(path)
+    assert list(db.iterdump()) == before
+    assert _schema(db)[0] == "1" and "steps_per_epoch" not in _schema(db)[1]
+    db.close()
+    monkeypatch.undo()
+    with ResultsStore(path) as store:  # nothing half-done stands in the way of a later migration
+        assert [run.steps_per_epoch for run in store.runs()] == [12, None]
+
+
+def test_refuses_a_newer_schema_even_from_a_schema_1_file(tmp_path):
+    path = fixture_copy(tmp_path)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = '3' WHERE key = 'lrkit_schema'")
+    with pytest.raises(StoreError, match="schema 3, this lrkit reads schema 2"):
+        ResultsStore(path)
+    with sqlite3.connect(path) as db:
+        assert "steps_per_epoch" not in _schema(db)[1]

@@ -51,10 +51,67 @@ def test_bad_templates_are_rejected_at_construction(template, message):
     ({"lr": "auto"}, "lr"),
     ({"lr": -0.1}, "lr"),
     ({"finder_method": "fastest"}, "finder_method"),
+    ({"lr_factor": 0.0}, "lr_factor"),
+    ({"schedule": 0.1}, "schedule"),
+    ({"plateau": "factor=0.1"}, "plateau"),
+    ({"optimizer_kwargs": None}, "optimizer_kwargs"),
+    ({"baseline": "yes"}, "baseline"),
 ])
 def test_bad_strategy_fields_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Strategy("bad", "bad", **kwargs)
+
+
+def test_errors_name_the_strategy_the_field_what_is_allowed_and_the_value():
+    with pytest.raises(ValueError) as err:
+        Strategy("bad", "bad", optimizer="lbfgs")
+    assert str(err.value) == ("strategy 'bad': optimizer must be one of 'sgd', 'adam', 'adamw', 'rmsprop', "
+                              "'adagrad', 'adadelta', got 'lbfgs'")
+    with pytest.raises(ValueError, match=r"^strategy 'bad': lr must be > 0, got -0.1$"):
+        Strategy("bad", "bad", lr=-0.1)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    # LipschitzLR sets the LR every epoch: a schedule, momentum schedule or plateau would be ignored
+    # (a plateau used to crash training on None.report)
+    ({"lipschitz": {}, "schedule": "cosine(lr={lr}, decay_steps={total_steps})"},
+     "strategy 'bad': schedule must be None with lipschitz"),
+    ({"lipschitz": {}, "momentum": "one_cycle_momentum(total_steps={total_steps})"},
+     "strategy 'bad': momentum must be None with lipschitz"),
+    ({"lipschitz": {}, "plateau": {"factor": 0.1}}, "strategy 'bad': plateau must be None with lipschitz"),
+    # settings that only an LR range test or a numeric LR would read
+    ({"lr": 0.1, "finder_method": "minimum"}, "finder_method must be left at 'consensus' unless lr='finder'"),
+    ({"lr": "default", "lr_factor": 10.0}, "lr_factor must be 1.0 with lr='default'"),
+    ({"optimizer_kwargs": {"lr": 0.1}}, "optimizer_kwargs must be free of 'lr'"),
+    ({"optimizer": "adagrad", "momentum": "one_cycle_momentum(total_steps={total_steps})"},
+     "momentum must be None with optimizer 'adagrad'"),
+])
+def test_settings_training_would_ignore_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Strategy("bad", "bad", **kwargs)
+
+
+def test_supported_combinations_are_accepted():
+    Strategy("ok", "ok", lipschitz={}, optimizer="adam", lr="default")
+    Strategy("ok", "ok", plateau={"factor": 0.5}, schedule="cosine(lr={lr}, decay_steps={total_steps})")
+    Strategy("ok", "ok", optimizer="adam", momentum="one_cycle_momentum(total_steps={total_steps})")
+    Strategy("ok", "ok", lr=0.1, lr_factor=2.0)
+
+
+def test_constant_finder_is_the_one_default_baseline():
+    assert [s.name for s in DEFAULT_STRATEGIES if s.baseline] == ["constant-finder"]
+    assert default_strategies()["constant-finder"].config()["baseline"] is True
+    assert default_strategies()["cosine"].config()["baseline"] is False
+
+
+def test_the_baseline_flag_is_stored_but_keeps_the_run_key():
+    from lrkit.experiments.training import Trial
+
+    plain = Strategy("c", "constant", lr=0.1)
+    flagged = Strategy("c", "constant", lr=0.1, baseline=True)
+    assert plain.config() != flagged.config() and plain.identity() == flagged.identity()
+    assert Trial("t", plain, 0, 2, 32).key == Trial("t", flagged, 0, 2, 32).key
+    assert Trial("t", plain, 0, 2, 32).key != Trial("t", Strategy("c", "constant", lr=0.2), 0, 2, 32).key
 
 
 def test_select_strategies_by_name_and_custom_templates():

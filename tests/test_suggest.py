@@ -195,6 +195,81 @@ def test_short_curves_leave_out_slide():
         S.suggest([1e-3, 1e-2, 1e-1, 1.0], [2.0, 1.0, 0.5, 3.0], method="slide")
 
 
+# -- the registry and callable rules ----------------------------------------------------------
+def tenth_of_last(lrs, losses):
+    """A caller's rule: a tenth of the last LR."""
+    return float(lrs[-1] / 10)
+
+
+def test_every_registered_rule_declares_its_name_function_and_minimum():
+    assert list(S.HEURISTICS) == ["steepest", "valley", "minimum", "slide", "consensus"]
+    for name, rule in S.HEURISTICS.items():
+        assert rule.name == name and rule.fn is getattr(S, name) and rule.min_points >= 1
+    assert S.HEURISTICS["slide"].min_points == 16
+    lrs, losses = _falling_then_rising()
+    assert S.HEURISTICS["valley"](lrs, losses) == S.valley(lrs, losses)  # a rule is called like its function
+    assert S.DEFAULT_METHOD in S.HEURISTICS
+
+
+def test_a_registered_rule_runs_everywhere_with_one_registration(monkeypatch):
+    monkeypatch.setattr(S, "HEURISTICS", dict(S.HEURISTICS))
+    lrs, losses = _falling_then_rising(tail_dip=False)
+    plain = S.suggest(lrs, losses, method="valley")
+    S.register(S.Rule("tenth_of_last", tenth_of_last, min_points=3, interval="curve"))
+    extended = S.suggest(lrs, losses, method="valley")
+    assert extended.suggestions == {**plain.suggestions, "tenth_of_last": lrs[-1] / 10}
+    assert lrs[-1] / 10 > plain.interval[1] and extended.interval == (plain.interval[0], lrs[-1] / 10)
+    found = S.suggest(lrs, losses, method="tenth_of_last")
+    assert found.lr == lrs[-1] / 10 and found.method == "tenth_of_last"
+    two = S.suggest([1e-3, 1e-2], [2.0, 1.0])  # too short for the new rule: left out, not an error
+    assert "tenth_of_last" not in two.suggestions
+    with pytest.raises(ValueError, match="rule 'tenth_of_last' needs at least 3 points, got 2"):
+        S.suggest([1e-3, 1e-2], [2.0, 1.0], method="tenth_of_last")
+    with pytest.raises(ValueError, match="register: rule.name must be a new name .*got 'valley'"):
+        S.register(S.Rule("valley", tenth_of_last, min_points=1))
+
+
+def test_suggest_takes_a_callable_rule():
+    lrs, losses = _falling_then_rising(tail_dip=False)
+    default = S.suggest(lrs, losses)
+    found = S.suggest(lrs, losses, method=tenth_of_last)
+    assert found.method == "tenth_of_last" and found.lr == lrs[-1] / 10
+    assert found.suggestions == {**default.suggestions, "tenth_of_last": lrs[-1] / 10}
+    assert (found.interval, found.confidence, found.notes) == (default.interval, default.confidence, default.notes)
+    assert S.suggest(lrs, losses, method=S.valley) == S.suggest(lrs, losses, method="valley")  # the registered rule
+    late = S.Rule("late", tenth_of_last, min_points=200)
+    with pytest.raises(ValueError, match="rule 'late' needs at least 200 points, got 100"):
+        S.suggest(lrs, losses, method=late)
+
+
+def valley(lrs, losses):  # named like a registered rule, but another function
+    return float(lrs[0])
+
+
+@pytest.mark.parametrize("method, message", [
+    (3, "suggest: method must be one of 'steepest', .* or a callable \\(lrs, losses\\) -> lr, got 3"),
+    (valley, "method must be a callable not named like a registered rule, 'valley' is taken"),
+    (lambda lrs, losses: -1.0, "the LR of rule '<lambda>' must be > 0, got -1.0"),
+    (lambda lrs, losses: float("nan"), "the LR of rule '<lambda>' must be a finite number, got nan"),
+])
+def test_bad_methods_are_named(method, message):
+    with pytest.raises(ValueError, match=message):
+        S.suggest([1e-3, 1e-2, 1e-1], [2.0, 1.0, 3.0], method=method)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"name": 1}, "Rule: name must be a string, got 1"),
+    ({"fn": "steepest"}, "Rule: fn must be callable \\(lrs, losses\\) -> lr, got 'steepest'"),
+    ({"min_points": 0}, "Rule: min_points must be an integer >= 1, got 0"),
+    ({"interval": "tail"}, "Rule: interval must be one of 'curve', 'falling', got 'tail'"),
+])
+def test_bad_rules_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        S.Rule(**{"name": "mine", "fn": tenth_of_last, "min_points": 2, **kwargs})
+    with pytest.raises(ValueError, match="register: rule must be a Rule, got 'mine'"):
+        S.register("mine")
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: S.steepest([1, 2], [1.0]), "same length"),
     (lambda: S.steepest([1.0], [1.0]), "at least 2 points"),

@@ -13,7 +13,7 @@ from lrkit.tasks.digits import standardised_split
 def test_digits_task_is_registered_with_a_fixed_stratified_standardised_split():
     task = get_task("digits-mlp")
     data = task.load_data(0)
-    x, y = data.train.tensors
+    x, _ = data.train.tensors
     vx, vy = data.val.tensors
     assert (len(x), len(vx)) == (1437, 360) and x.shape[1] == 64
     assert torch.equal(task.load_data(5).val.tensors[1], vy)  # the split ignores the run seed

@@ -9,6 +9,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from lrkit.schedules import Schedule
+from lrkit.validation import integer
 
 
 def plot_schedule(schedule: Schedule, steps: int, *, ax: Axes | None = None, log: bool = False,
@@ -17,8 +18,7 @@ def plot_schedule(schedule: Schedule, steps: int, *, ax: Axes | None = None, log
 
     Returns the axes; without `ax` a new figure is made (``ax.figure.savefig(path)`` saves it).
     """
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"plot_schedule: steps must be an integer >= 1, got {steps!r}")
+    integer("plot_schedule", "steps", steps, minimum=1)
     if ax is None:
         ax = Figure(figsize=(8, 4.5), layout="constrained").add_subplot()
     t = np.arange(steps, dtype=np.float64)

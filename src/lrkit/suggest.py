@@ -11,21 +11,30 @@ swappable as in fastai (``fastai/callback/schedule.py``):
 - `consensus`: lrkit's robust rule, the geometric mean of `minimum` and `steepest` read on the
   falling part of the curve; `suggest` adds the heuristics' interval and a confidence note.
 
-`clr_bounds` proposes ``(base_lr, max_lr)`` for cyclical schedules (Smith 2017, §3.3).
-No torch import here.
+Each is a `Rule` (name, function, minimum number of points, where the interval reads it) in the
+registry `HEURISTICS`; `register` adds one, and `suggest` runs every registered rule that has
+enough points. `suggest(method=...)` takes a registered name or any callable ``(lrs, losses) -> lr``
+(fastai's ``suggest_funcs``). `clr_bounds` proposes ``(base_lr, max_lr)`` for cyclical schedules
+(Smith 2017, §3.3). No torch import here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TypeAlias
 
 import numpy as np
 
-from lrkit.schedules.base import choice, in_range, integer, positive
+from lrkit.validation import callable_arg, choice, fail, in_range, instance, integer, optional, positive
 
-__all__ = ["steepest", "valley", "minimum", "slide", "consensus", "clr_bounds", "suggest", "Suggestion",
-           "HEURISTICS", "DEFAULT_METHOD"]
+__all__ = ["DEFAULT_METHOD", "HEURISTICS", "INTERVAL_READS", "Method", "Rule", "RuleFn", "Suggestion", "clr_bounds",
+           "consensus", "minimum", "register", "resolve_rule", "slide", "steepest", "suggest", "valley"]
+
+#: A suggestion rule: ``(lrs, losses) -> lr`` on an increasing LR sweep and its (smoothed) losses.
+RuleFn: TypeAlias = Callable[[np.ndarray, np.ndarray], float]
+#: What `suggest` and the finder accept as ``method``: a registered rule's name or a callable rule.
+Method: TypeAlias = str | RuleFn
 
 
 def _curve(owner: str, lrs, losses, *, min_points: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -113,23 +122,12 @@ def _falling_part(lrs: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, np.n
     return lrs[start:end], losses[start:end]
 
 
-def _heuristics(lrs: np.ndarray, losses: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
-    """(every heuristic on the whole curve, the classic ones as the interval reads them).
-
-    valley and minimum are read on the whole curve (they never point past the lowest loss),
-    steepest and slide on the falling part (those that have enough points there).
-    """
-    whole = {"steepest": steepest(lrs, losses), "valley": valley(lrs, losses), "minimum": minimum(lrs, losses)}
-    if lrs.size >= 16:
-        whole["slide"] = slide(lrs, losses)
+def _votes(lrs: np.ndarray, losses: np.ndarray) -> tuple[float, float]:
+    """`consensus`'s two votes: `minimum` on the whole curve and `steepest` on its falling part
+    (`minimum` again when the falling part has fewer than 2 points)."""
+    low = minimum(lrs, losses)
     falling_lrs, falling_losses = _falling_part(lrs, losses)
-    parts = {"valley": whole["valley"], "minimum": whole["minimum"]}
-    if falling_lrs.size >= 2:
-        parts["steepest"] = steepest(falling_lrs, falling_losses)
-    if falling_lrs.size >= 16:
-        parts["slide"] = slide(falling_lrs, falling_losses)
-    whole["consensus"] = float(np.sqrt(parts["minimum"] * parts.get("steepest", parts["minimum"])))
-    return whole, parts
+    return low, steepest(falling_lrs, falling_losses) if falling_lrs.size >= 2 else low
 
 
 def consensus(lrs, losses) -> float:
@@ -145,16 +143,98 @@ def consensus(lrs, losses) -> float:
     fewer than 2 points, `minimum` alone.
     """
     lrs, losses = _curve("consensus", lrs, losses)
-    return _heuristics(lrs, losses)[0]["consensus"]
+    low, steep = _votes(lrs, losses)
+    return float(np.sqrt(low * steep))
 
 
-HEURISTICS: dict[str, Callable[..., float]] = {
-    "steepest": steepest, "valley": valley, "minimum": minimum, "slide": slide, "consensus": consensus,
-}
+#: Where `suggest`'s interval reads a rule: the whole curve, or its falling part (`_falling_part`).
+INTERVAL_READS = ("curve", "falling")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A suggestion rule: ``fn(lrs, losses) -> lr``, run only on curves of at least `min_points`.
+
+    `interval`: where `suggest`'s interval reads the rule, ``"curve"`` (the whole curve),
+    ``"falling"`` (its falling part) or None (the rule does not count in the interval).
+    A rule is called like its function.
+    """
+
+    name: str
+    fn: RuleFn
+    min_points: int
+    interval: str | None = None
+
+    def __post_init__(self) -> None:
+        instance("Rule", "name", self.name, str, "a string")
+        callable_arg("Rule", "fn", self.fn, "(lrs, losses) -> lr")
+        integer("Rule", "min_points", self.min_points, minimum=1)
+        optional(choice, "Rule", "interval", self.interval, INTERVAL_READS)
+
+    def __call__(self, lrs, losses) -> float:
+        return self.fn(lrs, losses)
+
+
+#: The registered rules by name, in report order: `suggest` runs every one that has enough points.
+HEURISTICS: dict[str, Rule] = {}
+
+
+def register(rule: Rule) -> Rule:
+    """Add `rule` to `HEURISTICS` under a new name; `suggest` (and the finder) run it from then on."""
+    instance("register", "rule", rule, Rule, "a Rule")
+    if rule.name in HEURISTICS:
+        raise fail("register", "rule.name", f"a new name (taken: {', '.join(map(repr, HEURISTICS))})", rule.name)
+    HEURISTICS[rule.name] = rule
+    return rule
+
+
+# valley and minimum never point past the lowest loss: the interval reads them on the whole curve;
+# steepest and slide on the falling part, where neither the first batches' noise nor the diverging
+# tail can attract them. slide needs lr_diff + 1 points (fastai's lr_diff = 15).
+register(Rule("steepest", steepest, min_points=2, interval="falling"))
+register(Rule("valley", valley, min_points=1, interval="curve"))
+register(Rule("minimum", minimum, min_points=1, interval="curve"))
+register(Rule("slide", slide, min_points=16, interval="falling"))
+register(Rule("consensus", consensus, min_points=2))
 
 #: The heuristic `suggest` (and the finder) report by default; chosen by bench/bench_finder.py
 #: (docs/benchmarks.md, "LR finder").
 DEFAULT_METHOD = "consensus"
+
+
+def resolve_rule(method: Method, owner: str = "suggest") -> Rule:
+    """The rule `method` names or is: a registered name, a registered rule or its function, or any
+    other callable ``(lrs, losses) -> lr`` (a `Rule`, or a function that becomes a rule named after
+    it that needs 2 points; its name must not be a registered rule's)."""
+    if isinstance(method, str) and method in HEURISTICS:
+        return HEURISTICS[method]
+    if isinstance(method, str) or not callable(method):
+        raise fail(owner, "method", f"one of {', '.join(map(repr, HEURISTICS))} or a callable (lrs, losses) -> lr",
+                   method)
+    for rule in HEURISTICS.values():
+        if method in (rule, rule.fn):
+            return rule
+    custom = method if isinstance(method, Rule) else Rule(getattr(method, "__name__", type(method).__name__),
+                                                          method, min_points=2)
+    if custom.name in HEURISTICS:
+        raise fail(owner, "method", f"a callable not named like a registered rule, {custom.name!r} is taken", method)
+    return custom
+
+
+def _lr(rule: Rule, lrs: np.ndarray, losses: np.ndarray) -> float:
+    """``rule(lrs, losses)``, checked: a learning rate is a finite number > 0."""
+    return float(positive("suggest", f"the LR of rule {rule.name!r}", rule(lrs, losses)))
+
+
+def _interval(lrs: np.ndarray, losses: np.ndarray) -> tuple[float, float]:
+    """``(min, max)`` over the rules that count in the interval, each read where its `Rule.interval`
+    says, among those with enough points there."""
+    curves = {"curve": (lrs, losses), "falling": _falling_part(lrs, losses)}
+    marks = []
+    for rule in HEURISTICS.values():
+        if rule.interval is not None and curves[rule.interval][0].size >= rule.min_points:
+            marks.append(_lr(rule, *curves[rule.interval]))
+    return min(marks), max(marks)
 
 
 def clr_bounds(lrs, losses, ratio: float = 4.0) -> tuple[float, float]:
@@ -173,8 +253,9 @@ def clr_bounds(lrs, losses, ratio: float = 4.0) -> tuple[float, float]:
 class Suggestion:
     """What `suggest` concluded about a range-test curve.
 
-    ``lr``: the suggestion of ``method``; ``suggestions``: every heuristic's LR; ``interval``: the
-    span of the four classic heuristics as `consensus` reads them (where the published rules land);
+    ``lr``: the suggestion of the rule ``method``; ``suggestions``: every rule's LR (``lr`` under
+    ``method``); ``interval``: the span of the rules that count in it (the four classic ones), read
+    as `consensus` reads them (where the published rules land);
     ``confidence``: how far the two votes of `consensus` (minimum, falling-part steepest) agree,
     ``"high"`` (within 0.5 decade), ``"medium"`` (1 decade) or ``"low"`` (further apart, or any
     note); ``notes``: plain-language warnings about the curve.
@@ -210,28 +291,28 @@ def _notes(lrs: np.ndarray, losses: np.ndarray, raw_losses: np.ndarray | None) -
     return notes
 
 
-def suggest(lrs, losses, raw_losses=None, method: str = DEFAULT_METHOD) -> Suggestion:
-    """Run every heuristic on a range-test curve and judge how far to trust the result.
+def suggest(lrs, losses, raw_losses=None, method: Method = DEFAULT_METHOD) -> Suggestion:
+    """Run every registered rule that has enough points on a range-test curve, and judge how far
+    to trust the result.
 
-    `losses` are the smoothed losses the heuristics read; `raw_losses` (same length, optional)
-    the unsmoothed ones, used only to measure noise for the confidence note.
+    `losses` are the smoothed losses the rules read; `raw_losses` (same length, optional) the
+    unsmoothed ones, used only to measure noise for the confidence note. `method` picks the
+    reported LR (see `resolve_rule`); a callable rule is added to ``suggestions`` under its name.
     """
-    choice("suggest", "method", method, HEURISTICS)
+    rule = resolve_rule(method)
     lrs, losses = _curve("suggest", lrs, losses, min_points=2)
-    raw = None
-    if raw_losses is not None:
-        _, raw = _curve("suggest", lrs, raw_losses, min_points=2)
-    everything, candidates = _heuristics(lrs, losses)
-    if method not in everything:
-        raise ValueError(f"suggest: method {method!r} needs at least 16 points, got {lrs.size}")
-    lo, hi = min(candidates.values()), max(candidates.values())
+    raw = None if raw_losses is None else _curve("suggest", lrs, raw_losses)[1]
+    if lrs.size < rule.min_points:
+        raise ValueError(f"suggest: rule {rule.name!r} needs at least {rule.min_points} points, got {lrs.size}")
+    everything = {r.name: _lr(r, lrs, losses) for r in HEURISTICS.values() if lrs.size >= r.min_points}
+    if rule.name not in everything:  # a callable rule of the caller's
+        everything[rule.name] = _lr(rule, lrs, losses)
     notes = _notes(lrs, losses, raw)
-    votes = candidates["minimum"], candidates.get("steepest", candidates["minimum"])
-    spread = abs(float(np.log10(votes[0] / votes[1])))
+    low, steep = _votes(lrs, losses)
+    spread = abs(float(np.log10(low / steep)))
     if spread > 1.0:
         notes.append(f"minimum and steepest disagree by {spread:.1f} decades: re-run with another seed or more "
                      "iterations and compare")
     confidence = "low" if notes else "high" if spread <= 0.5 else "medium"
-    chosen = everything[method]
-    return Suggestion(lr=chosen, method=method, suggestions=everything, interval=(lo, hi),
-                      confidence=confidence, notes=tuple(notes))
+    return Suggestion(lr=everything[rule.name], method=rule.name, suggestions=everything,
+                      interval=_interval(lrs, losses), confidence=confidence, notes=tuple(notes))

@@ -113,3 +113,10 @@ def callable_arg(owner: str, name: str, value: Any, signature: str) -> Any:
     if not callable(value):
         raise fail(owner, name, f"callable {signature}", value)
     return value
+
+
+def integer_in(owner: str, name: str, value: Any, low: int, high: int, meaning: str = "") -> int:
+    """An integer in [low, high]; `meaning` says what the bounds count, e.g. ``"this model's units"``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        raise fail(owner, name, f"an integer in [{low}, {high}]" + (f" ({meaning})" if meaning else ""), value)
+    return int(value)

@@ -33,8 +33,8 @@ def _list_choices(console: Console) -> None:
 def compare(
     task: str = typer.Option(None, "--task", "-t", help="Bundled or registered task (see --list)."),
     strategies: str = typer.Option(None, "--strategies", "-s", help="Comma-separated strategy names (default: all)."),
-    custom: list[str] = typer.Option(None, "--strategy", help='Extra strategy NAME=TEMPLATE, e.g. '
-                                     '"wc=warmup(cosine(lr={lr}, decay_steps={total_steps}), steps={steps_per_epoch})". '
+    custom: list[str] = typer.Option(None, "--strategy", help='Extra strategy NAME=TEMPLATE, e.g. "wc=warmup('
+                                     'cosine(lr={lr}, decay_steps={total_steps}), steps={steps_per_epoch})". '
                                      "Fields: {lr} (finder LR), {total_steps}, {steps_per_epoch}, {epochs}."),
     seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds per strategy (0..N-1)."),
     epochs: int = typer.Option(None, "--epochs", "-e", min=1, help="Epochs per run (default: the task's)."),

@@ -15,15 +15,17 @@ from lrkit.cli.app import app
 @app.command()
 def find(
     task: str = typer.Option("digits-mlp", "--task", "-t", help="Registered task (see `lrkit find --list`)."),
-    optimizer: str = typer.Option("sgd", "--optimizer", help="sgd (momentum 0.9) or adam."),
+    optimizer: str = typer.Option("sgd", "--optimizer",
+                                  help="sgd (momentum 0.9), adam, adamw, rmsprop, adagrad or adadelta."),
     start_lr: float = typer.Option(1e-7, "--start-lr", help="First LR of the sweep."),
     end_lr: float = typer.Option(10.0, "--end-lr", help="Last LR of the sweep."),
     num_iter: int = typer.Option(100, "--num-iter", "-n", help="Mini-batches (LR values) in the sweep."),
     mode: str = typer.Option("exp", "--mode", help="exp or linear ramp."),
     seed: int = typer.Option(0, "--seed", help="Seed of the model initialisation and batch order."),
     use_val: bool = typer.Option(False, "--val", help="Record the validation loss after each step (slower)."),
-    plot: Path = typer.Option(None, "--plot", help="Write the loss curve with the suggestions marked (PNG)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (the table goes to stderr)."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write the loss curve with the suggestions marked (PNG)."),
+    as_json: bool = typer.Option(False, "--json",
+                                 help="Print the result as JSON on stdout (the table goes to stderr)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     list_tasks: bool = typer.Option(False, "--list", help="List the registered tasks and exit."),
 ) -> None:
@@ -31,8 +33,8 @@ def find(
 
     Example:  lrkit find --task digits-mlp --optimizer sgd --plot finder.png
     """
-    from lrkit.tasks import available_tasks
     from lrkit.experiments.finder_on_task import find_lr_on_task
+    from lrkit.tasks import available_tasks
 
     if list_tasks:
         typer.echo("\n".join(available_tasks()))
@@ -63,7 +65,8 @@ def _table(result, task: str, optimizer: str) -> Table:
     table.add_column("learning rate", justify="right")
     for name, lr in result.suggestions.items():
         chosen = name == result.method
-        table.add_row(f"[bold]{name} (suggested)[/]" if chosen else name, f"[bold]{lr:.3g}[/]" if chosen else f"{lr:.3g}")
+        table.add_row(f"[bold]{name} (suggested)[/]" if chosen else name,
+                      f"[bold]{lr:.3g}[/]" if chosen else f"{lr:.3g}")
     low, high = result.interval
     table.add_row("span of the rules", f"{low:.3g} – {high:.3g}")
     table.add_row("confidence", result.confidence)

@@ -19,8 +19,8 @@ def report(
     target: float = typer.Option(None, "--target",
                                  help="Metric value for 'steps to target' (default: the constant-LR baseline's "
                                       "median final metric)."),
-    baseline: str = typer.Option(None, "--baseline", help="Constant-LR baseline strategy (default: 'constant', "
-                                                           "else 'constant-finder')."),
+    baseline: str = typer.Option(None, "--baseline", help="Constant-LR baseline strategy (default: the one "
+                                                           "flagged as baseline, e.g. 'constant-finder')."),
 ) -> None:
     """Write a self-contained HTML report (ranking, verdict, LR / loss / metric plots) of a sweep.
 

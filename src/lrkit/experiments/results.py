@@ -23,6 +23,8 @@ class RunResult:
 
     `status` is "complete" or "diverged" (a non-finite loss stopped training early).
     `metric` values follow the task's `metric_name` / `higher_is_better`.
+    `steps_per_epoch`: optimizer updates in a full epoch (None only for a diverged run read
+    from a store written before lrkit recorded it).
     """
 
     key: str
@@ -37,6 +39,7 @@ class RunResult:
     status: str
     base_lr: float
     wall_time: float
+    steps_per_epoch: int | None
     step_lr: list[float] = field(default_factory=list)
     step_loss: list[float] = field(default_factory=list)
     epoch_train_loss: list[float] = field(default_factory=list)
@@ -49,8 +52,17 @@ class RunResult:
     def final_metric(self) -> float:
         return self.epoch_metric[-1] if self.epoch_metric else math.nan
 
-    def best(self) -> tuple[int, float | None]:
-        """(1-based epoch, value) of the best finite metric; (0, None) if there is none."""
+    @property
+    def best_epoch(self) -> int:
+        """1-based epoch of the best finite metric; 0 if there is none."""
+        return self._best()[0]
+
+    @property
+    def best_metric(self) -> float | None:
+        """The best finite metric; None if there is none."""
+        return self._best()[1]
+
+    def _best(self) -> tuple[int, float | None]:
         finite = [(m, i) for i, m in enumerate(self.epoch_metric, 1) if math.isfinite(m)]
         if not finite:
             return 0, None

@@ -10,19 +10,19 @@ from __future__ import annotations
 import logging
 import os
 import traceback
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lrkit.experiments.results import RunResult
 from lrkit.experiments.store import ResultsStore
 from lrkit.experiments.strategies import Strategy
 from lrkit.experiments.training import Trial, train_trial
+from lrkit.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -72,21 +72,22 @@ def run_sweep(trials: list[Trial], db: str | Path, *, workers: int | None = None
             outcomes = _run_here(todo)
         else:
             outcomes = _run_processes(todo, workers)
-        with _progress_bar(progress, len(todo)) as bar:
-            for trial, result, error in outcomes:
-                if error is not None:
-                    logger.error("trial %s seed %d failed:\n%s", trial.strategy.name, trial.seed, error)
-                    report.failed.append((trial, error))
+        with progress_bar("training", len(todo), enabled=progress, transient=False) as bar:
+            for trial, outcome in outcomes:
+                if isinstance(outcome, str):
+                    logger.error("trial %s seed %d failed:\n%s", trial.strategy.name, trial.seed, outcome)
+                    report.failed.append((trial, outcome))
                 else:
-                    store.save(result)
-                    report.trained.append(result)
+                    store.save(outcome)
+                    report.trained.append(outcome)
                     if on_result is not None:
-                        on_result(result)
-                bar.advance(f"{trial.strategy.name} seed {trial.seed}")
+                        on_result(outcome)
+                bar.advance(f"done: {trial.strategy.name} seed {trial.seed}")
     return report
 
 
-Outcome = tuple[Trial, RunResult | None, str | None]
+#: A trial and its run, or the error's traceback text.
+Outcome = tuple[Trial, RunResult | str]
 
 
 def _attempt(trial: Trial) -> Outcome:
@@ -94,9 +95,9 @@ def _attempt(trial: Trial) -> Outcome:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return trial, train_trial(trial), None
-    except Exception:  # noqa: BLE001 - one failing trial must not sink the sweep
-        return trial, None, traceback.format_exc()
+        return trial, train_trial(trial)
+    except Exception:  # one failing trial must not sink the sweep
+        return trial, traceback.format_exc()
     finally:
         torch.set_num_threads(threads)
 
@@ -142,21 +143,3 @@ def _run_ray(trials: list[Trial], workers: int, address: str | None) -> Iterator
         if started_here:
             ray.shutdown()
 
-
-class _progress_bar:
-    """A rich progress bar over trials (silent when disabled)."""
-
-    def __init__(self, enabled: bool, total: int):
-        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), disable=not enabled)
-        self._task = self._progress.add_task("training", total=total)
-
-    def __enter__(self) -> "_progress_bar":
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
-
-    def advance(self, label: str) -> None:
-        self._progress.update(self._task, advance=1, description=f"done: {label}")

@@ -3,15 +3,20 @@
 One file, WAL journal. A run is written in one transaction, so a killed sweep (even
 ``kill -9``) keeps every completed run and none half-written; a re-run asks `completed_keys`
 and trains only what is missing. A file that is not an lrkit store is refused, never altered.
+A schema-1 store is migrated in place, in one transaction; a newer schema is refused.
 
-Schema (version 1)::
+The runs table holds `RunResult`'s fields under their own names (dicts as JSON), plus the
+final / best metric derived from the epoch series, for queries; the list fields live in the
+steps and epochs tables. Schema (version 2)::
 
-    meta(key PRIMARY KEY, value)                -- 'lrkit_schema' = '1'
+    meta(key PRIMARY KEY, value)                -- 'lrkit_schema' = '2'
     runs(id, key UNIQUE, task, strategy, config JSON, seed, epochs, batch_size,
          metric_name, higher_is_better, status, base_lr, wall_time, final_metric,
-         best_metric, best_epoch, environment JSON, created_at)
+         best_metric, best_epoch, environment JSON, created_at, steps_per_epoch)
     steps(run_id, step, lr, loss)               -- one row per optimizer update
     epochs(run_id, epoch, train_loss, val_loss, metric, elapsed)
+
+Version 2 added ``runs.steps_per_epoch`` and the strategy's ``baseline`` flag in ``config``.
 """
 
 from __future__ import annotations
@@ -19,16 +24,17 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin, get_type_hints
 
 import numpy as np
 
 from lrkit.experiments.results import RunResult
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -50,7 +56,8 @@ CREATE TABLE IF NOT EXISTS runs (
     best_metric REAL,
     best_epoch INTEGER NOT NULL,
     environment TEXT NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    steps_per_epoch INTEGER  -- NULL only for a diverged run migrated from schema 1
 );
 CREATE TABLE IF NOT EXISTS steps (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -70,36 +77,64 @@ CREATE TABLE IF NOT EXISTS epochs (
 ) WITHOUT ROWID;
 """
 
+_TYPES = get_type_hints(RunResult)
+#: RunResult's fields kept in the runs table (its list fields are the steps and epochs tables).
+_RUN_COLUMNS = tuple(f.name for f in fields(RunResult) if get_origin(_TYPES[f.name]) is not list)
+#: steps / epochs table column -> the RunResult list field it holds, after the run id and the step / epoch
+_STEP_SERIES = {"lr": "step_lr", "loss": "step_loss"}
+_EPOCH_SERIES = {"train_loss": "epoch_train_loss", "val_loss": "epoch_val_loss", "metric": "epoch_metric",
+                "elapsed": "epoch_time"}
+
+#: Schema 1 had no baseline flag: its summary took, per task, the first of these names present.
+_SCHEMA_1_BASELINES = ("constant", "constant-finder")
+
+# A complete run ran every epoch, so its step rows / epochs is exact; a diverged run's last
+# epoch is partial, so its length stays unknown (NULL).
+_FILL_STEPS_PER_EPOCH = """
+UPDATE runs SET steps_per_epoch = (SELECT COUNT(*) FROM steps WHERE run_id = runs.id) / epochs
+WHERE status = 'complete' AND epochs > 0 AND (SELECT COUNT(*) FROM steps WHERE run_id = runs.id) % epochs = 0
+"""
+
 
 class StoreError(ValueError):
     """The file is not a usable lrkit results store (corrupt, foreign or newer schema)."""
 
 
-@dataclass(frozen=True)
-class RunRow:
-    """A stored run's summary (the series are read on demand)."""
-
-    id: int
-    key: str
-    task: str
-    strategy: str
-    config: dict[str, Any]
-    seed: int
-    epochs: int
-    batch_size: int
-    metric_name: str
-    higher_is_better: bool
-    status: str
-    base_lr: float | None
-    wall_time: float
-    final_metric: float | None
-    best_metric: float | None
-    best_epoch: int
-    environment: dict[str, Any]
-
-
-def _finite_or_none(value: float) -> float | None:
+def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
+
+
+def _encode(value: Any) -> Any:
+    """A field as an SQLite value: dicts as JSON, bools as 0/1, non-finite floats as NULL."""
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float):
+        return _finite_or_none(value)
+    return value
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+def _series_rows(run_id: int | None, run: RunResult, series: dict[str, str], *, first: int) -> Iterator[tuple]:
+    """(run id, step or epoch number from `first`, values...) rows of one table (non-finite -> NULL)."""
+    columns = zip(*(getattr(run, name) for name in series.values()))
+    return ((run_id, number, *map(_finite_or_none, values)) for number, values in enumerate(columns, first))
+
+
+def _decode(name: str, value: Any) -> Any:
+    """RunResult field `name` from its SQLite value (the inverse of `_encode`; NULL floats read as NaN)."""
+    kind = _TYPES[name]
+    if get_origin(kind) is dict:
+        return json.loads(value)
+    if kind is bool:
+        return bool(value)
+    if kind is float and value is None:
+        return math.nan
+    return value
 
 
 class ResultsStore:
@@ -130,72 +165,107 @@ class ResultsStore:
         if "meta" not in tables:
             raise StoreError(f"{self.path} is an SQLite file but not an lrkit results store "
                              f"(tables: {', '.join(sorted(tables)) or 'none'}); refusing to touch it")
-        row = self._db.execute("SELECT value FROM meta WHERE key='lrkit_schema'").fetchone()
-        if row is None or row[0] != SCHEMA_VERSION:
-            raise StoreError(f"{self.path} has lrkit schema {row[0] if row else 'unknown'}, this lrkit "
-                             f"reads schema {SCHEMA_VERSION}")
+        version = self._version()
+        if version not in ("1", SCHEMA_VERSION):
+            raise StoreError(f"{self.path} has lrkit schema {version or 'unknown'}, this lrkit reads schema "
+                             f"{SCHEMA_VERSION} (and migrates schema 1)")
         if self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
             raise StoreError(f"{self.path} is corrupt (SQLite quick_check failed)")
+        if version == "1":
+            self._migrate_from_1()
+
+    def _version(self) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key='lrkit_schema'").fetchone()
+        return row[0] if row else None
+
+    def _migrate_from_1(self) -> None:
+        """Schema 1 -> 2 in one transaction: add ``runs.steps_per_epoch`` (known for complete
+        runs), write schema 1's baseline choice into the configs, bump the version."""
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                if self._version() == "1":  # another process may have migrated it meanwhile
+                    self._db.execute("ALTER TABLE runs ADD COLUMN steps_per_epoch INTEGER")
+                    self._db.execute(_FILL_STEPS_PER_EPOCH)
+                    self._flag_schema_1_baselines()
+                    self._db.execute("UPDATE meta SET value = ? WHERE key = 'lrkit_schema'", (SCHEMA_VERSION,))
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.path} has lrkit schema 1 and could not be migrated to schema "
+                             f"{SCHEMA_VERSION}; it is unchanged (SQLite says: {err})") from None
+
+    def _flag_schema_1_baselines(self) -> None:
+        """Set ``config["baseline"]`` on every run: true for the strategy schema 1 took as its task's baseline."""
+        rows = self._db.execute("SELECT id, task, strategy, config FROM runs").fetchall()
+        present: dict[str, set[str]] = {}
+        for _, task, strategy, _ in rows:
+            present.setdefault(task, set()).add(strategy)
+        chosen = {task: next((name for name in _SCHEMA_1_BASELINES if name in names), None)
+                  for task, names in present.items()}
+        self._db.executemany("UPDATE runs SET config = ? WHERE id = ?", [
+            (_encode({**json.loads(config), "baseline": strategy == chosen[task]}), run_id)
+            for run_id, task, strategy, config in rows])
 
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "ResultsStore":
+    def __enter__(self) -> ResultsStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- writing ---------------------------------------------------------------------
-    def save(self, run: RunResult) -> int:
-        """Store a run and its series in one transaction; returns its id. A key already
-        stored is replaced (re-running a finished trial on purpose)."""
-        best_epoch, best_metric = run.best()
+    def save(self, run: RunResult) -> None:
+        """Store a run and its series in one transaction. A key already stored is replaced
+        (re-running a finished trial on purpose)."""
+        values = {name: getattr(run, name) for name in _RUN_COLUMNS}
+        values.update(final_metric=run.final_metric, best_metric=run.best_metric, best_epoch=run.best_epoch,
+                      created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         with self._db:
             self._db.execute("DELETE FROM runs WHERE key = ?", (run.key,))
-            cursor = self._db.execute(
-                "INSERT INTO runs (key, task, strategy, config, seed, epochs, batch_size, metric_name,"
-                " higher_is_better, status, base_lr, wall_time, final_metric, best_metric, best_epoch,"
-                " environment, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (run.key, run.task, run.strategy, json.dumps(run.config, sort_keys=True), run.seed,
-                 run.epochs, run.batch_size, run.metric_name, int(run.higher_is_better), run.status,
-                 _finite_or_none(run.base_lr), run.wall_time, _finite_or_none(run.final_metric), best_metric,
-                 best_epoch, json.dumps(run.environment, sort_keys=True),
-                 datetime.now(timezone.utc).isoformat(timespec="seconds")))
-            run_id = cursor.lastrowid
-            self._db.executemany(
-                "INSERT INTO steps VALUES (?,?,?,?)",
-                ((run_id, i, lr, _finite_or_none(loss)) for i, (lr, loss) in enumerate(zip(run.step_lr, run.step_loss))))
-            self._db.executemany(
-                "INSERT INTO epochs VALUES (?,?,?,?,?,?)",
-                ((run_id, i, _finite_or_none(a), _finite_or_none(b), _finite_or_none(m), t)
-                 for i, (a, b, m, t) in enumerate(zip(run.epoch_train_loss, run.epoch_val_loss,
-                                                      run.epoch_metric, run.epoch_time), 1)))
-        return run_id
+            run_id = self._db.execute(f"INSERT INTO runs ({', '.join(values)}) VALUES ({_marks(len(values))})",
+                                      [_encode(value) for value in values.values()]).lastrowid
+            self._db.executemany(f"INSERT INTO steps VALUES ({_marks(2 + len(_STEP_SERIES))})",
+                                 _series_rows(run_id, run, _STEP_SERIES, first=0))
+            self._db.executemany(f"INSERT INTO epochs VALUES ({_marks(2 + len(_EPOCH_SERIES))})",
+                                 _series_rows(run_id, run, _EPOCH_SERIES, first=1))
 
     # -- reading ---------------------------------------------------------------------
     def completed_keys(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT key FROM runs")}
 
-    def runs(self, task: str | None = None) -> list[RunRow]:
-        """Stored runs (optionally of one task), in insertion order."""
-        query = "SELECT * FROM runs" + (" WHERE task = ?" if task else "") + " ORDER BY id"
-        rows = self._db.execute(query, (task,) if task else ()).fetchall()
-        return [RunRow(id=r[0], key=r[1], task=r[2], strategy=r[3], config=json.loads(r[4]), seed=r[5],
-                       epochs=r[6], batch_size=r[7], metric_name=r[8], higher_is_better=bool(r[9]),
-                       status=r[10], base_lr=r[11], wall_time=r[12], final_metric=r[13], best_metric=r[14],
-                       best_epoch=r[15], environment=json.loads(r[16])) for r in rows]
+    def runs(self, task: str | None = None) -> list[RunResult]:
+        """Stored runs (optionally of one task), in insertion order, with their epoch series; the
+        step series (one value per update) are left empty: read them with `step_series`."""
+        where, args = (" WHERE task = ?", (task,)) if task else ("", ())
+        rows = self._db.execute(f"SELECT id, {', '.join(_RUN_COLUMNS)} FROM runs{where} ORDER BY id", args)
+        epochs = self._epoch_lists(where, args)
+        return [RunResult(**{name: _decode(name, value) for name, value in zip(_RUN_COLUMNS, values)}
+                          | epochs.get(run_id, {}))
+                for run_id, *values in rows.fetchall()]
 
-    def step_series(self, run_id: int) -> dict[str, np.ndarray]:
-        """``{"step", "lr", "loss"}`` arrays (a missing loss reads as NaN)."""
-        rows = self._db.execute("SELECT step, lr, loss FROM steps WHERE run_id = ? ORDER BY step", (run_id,)).fetchall()
-        data = np.array(rows, dtype=np.float64).reshape(-1, 3)
-        return {"step": data[:, 0], "lr": data[:, 1], "loss": data[:, 2]}
+    def _epoch_lists(self, where: str, args: tuple[str, ...]) -> dict[int, dict[str, list[float]]]:
+        """run id -> RunResult epoch field -> values (NULL read as NaN), for the runs `where` selects."""
+        query = (f"SELECT run_id, {', '.join(_EPOCH_SERIES)} FROM epochs "
+                 f"WHERE run_id IN (SELECT id FROM runs{where}) ORDER BY run_id, epoch")
+        lists: dict[int, dict[str, list[float]]] = {}
+        for run_id, *values in self._db.execute(query, args):
+            series = lists.setdefault(run_id, {name: [] for name in _EPOCH_SERIES.values()})
+            for name, value in zip(_EPOCH_SERIES.values(), values):
+                series[name].append(math.nan if value is None else value)
+        return lists
 
-    def epoch_series(self, run_id: int) -> dict[str, np.ndarray]:
-        """``{"epoch", "train_loss", "val_loss", "metric", "elapsed"}`` arrays (missing -> NaN)."""
-        rows = self._db.execute("SELECT epoch, train_loss, val_loss, metric, elapsed FROM epochs "
-                                "WHERE run_id = ? ORDER BY epoch", (run_id,)).fetchall()
-        data = np.array(rows, dtype=np.float64).reshape(-1, 5)
-        names = ("epoch", "train_loss", "val_loss", "metric", "elapsed")
+    def step_series(self, key: str) -> dict[str, np.ndarray]:
+        """``{"step", "lr", "loss"}`` arrays of the run `key` (a missing loss reads as NaN)."""
+        return self._arrays("steps", "step", _STEP_SERIES, key)
+
+    def epoch_series(self, key: str) -> dict[str, np.ndarray]:
+        """``{"epoch", "train_loss", "val_loss", "metric", "elapsed"}`` arrays of the run `key` (missing -> NaN)."""
+        return self._arrays("epochs", "epoch", _EPOCH_SERIES, key)
+
+    def _arrays(self, table: str, number: str, series: dict[str, str], key: str) -> dict[str, np.ndarray]:
+        names = (number, *series)
+        rows = self._db.execute(f"SELECT {', '.join(names)} FROM {table} "
+                                f"WHERE run_id = (SELECT id FROM runs WHERE key = ?) ORDER BY {number}", (key,))
+        data = np.array(rows.fetchall(), dtype=np.float64).reshape(-1, len(names))
         return {name: data[:, i] for i, name in enumerate(names)}

@@ -9,6 +9,7 @@ progress 0..1, and ``scale(s, factor={lr})`` sets the level of a unit-height sha
 
 from __future__ import annotations
 
+import inspect
 import string
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -16,8 +17,11 @@ from typing import Any
 from lrkit.schedules import Schedule, parse
 from lrkit.suggest import DEFAULT_METHOD, HEURISTICS
 from lrkit.torch.optimizers import OPTIMIZERS
+from lrkit.validation import choice, fail, flag, instance, optional, positive
 
 TEMPLATE_FIELDS = ("lr", "total_steps", "steps_per_epoch", "epochs")
+#: what `Strategy.lr` may name instead of a number
+LR_SOURCES = ("finder", "default")
 
 
 @dataclass(frozen=True)
@@ -30,9 +34,13 @@ class Strategy:
     stays constant and ``"consensus"`` when a schedule decays it: the rules that scored best
     for each case in the finder benchmark (docs/benchmarks.md, "LR finder").
     `schedule` / `momentum`: spec templates (None: constant LR / no momentum schedule).
-    `plateau`: keyword arguments of `lrkit.torch.ReduceLROnPlateau` (stepped on the
+    `plateau`: keyword arguments of `lrkit.torch.PlateauFactor` (stepped on the
     validation loss each epoch). `lipschitz`: keyword arguments of `lrkit.torch.LipschitzLR`
-    (the LR is recomputed every epoch; `lr` is then only the first epoch's).
+    (the LR is recomputed every epoch; `lr` is then only the first epoch's), which owns the LR,
+    so it takes no schedule, momentum schedule or plateau.
+    `baseline`: the constant-LR strategy the report measures the others against (steps to
+    reach its final metric); a role in the report, not a training setting.
+    Every combination that training would not honour is refused here.
     """
 
     name: str
@@ -46,26 +54,59 @@ class Strategy:
     plateau: dict[str, Any] | None = None
     lipschitz: dict[str, Any] | None = None
     optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
+    baseline: bool = False
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"strategy {self.name!r}: optimizer must be one of {', '.join(OPTIMIZERS)}, "
-                             f"got {self.optimizer!r}")
-        if isinstance(self.lr, str) and self.lr not in ("finder", "default"):
-            raise ValueError(f"strategy {self.name!r}: lr must be a number, 'finder' or 'default', got {self.lr!r}")
-        if not isinstance(self.lr, str) and not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ValueError(f"strategy {self.name!r}: a numeric lr must be > 0, got {self.lr!r}")
-        if self.finder_method not in HEURISTICS:
-            raise ValueError(f"strategy {self.name!r}: finder_method must be one of {', '.join(HEURISTICS)}, "
-                             f"got {self.finder_method!r}")
+        owner = f"strategy {self.name!r}"
+        instance(owner, "name", self.name, str, "a string")
+        instance(owner, "description", self.description, str, "a string")
+        choice(owner, "optimizer", self.optimizer, OPTIMIZERS)
+        if isinstance(self.lr, str):
+            choice(owner, "lr", self.lr, LR_SOURCES)
+        else:
+            positive(owner, "lr", self.lr)
+        positive(owner, "lr_factor", self.lr_factor)
+        choice(owner, "finder_method", self.finder_method, HEURISTICS)
         for name in ("schedule", "momentum"):
-            template = getattr(self, name)
+            template = optional(instance, owner, name, getattr(self, name), str, "a spec template or None")
             if template is not None:
                 self.resolve(template, lr=0.1, total_steps=100, steps_per_epoch=10, epochs=10)
+        for name in ("plateau", "lipschitz"):
+            optional(instance, owner, name, getattr(self, name), dict, "a dict of keyword arguments or None")
+        instance(owner, "optimizer_kwargs", self.optimizer_kwargs, dict, "a dict of keyword arguments")
+        flag(owner, "baseline", self.baseline)
+        self._refuse_ignored_settings(owner)
+
+    def _refuse_ignored_settings(self, owner: str) -> None:
+        """Combinations whose settings training would not use, or could not honour."""
+        if self.lipschitz is not None:
+            for name in ("schedule", "momentum", "plateau"):
+                if getattr(self, name) is not None:
+                    raise fail(owner, name, "None with lipschitz (LipschitzLR sets the LR every epoch)",
+                               getattr(self, name))
+        if self.lr != "finder" and self.finder_method != DEFAULT_METHOD:
+            raise fail(owner, "finder_method", f"left at {DEFAULT_METHOD!r} unless lr='finder' (no LR range "
+                       f"test runs for lr={self.lr!r})", self.finder_method)
+        if self.lr == "default" and self.lr_factor != 1.0:
+            raise fail(owner, "lr_factor", "1.0 with lr='default' (the optimizer's default LR is used as is)",
+                       self.lr_factor)
+        if "lr" in self.optimizer_kwargs:
+            raise fail(owner, "optimizer_kwargs", "free of 'lr' (set it with the strategy's lr)",
+                       self.optimizer_kwargs)
+        if self.momentum is not None and not _has_momentum(self.optimizer):
+            raise fail(owner, "momentum", f"None with optimizer {self.optimizer!r}, which has no momentum or betas",
+                       self.momentum)
 
     def config(self) -> dict[str, Any]:
-        """JSON-ready definition (what identifies the strategy in the results store)."""
+        """JSON-ready definition (stored with every run of the strategy)."""
         return asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies the strategy's runs (see `run_key`): `config()` without `baseline`, which
+        changes no number of a run, so flagging a baseline keeps the keys of stored runs."""
+        config = self.config()
+        del config["baseline"]
+        return config
 
     @staticmethod
     def resolve(template: str, **values: float) -> Schedule:
@@ -81,6 +122,12 @@ class Strategy:
         return parse(template.format(**{name: repr(values[name]) for name in names}))
 
 
+def _has_momentum(optimizer: str) -> bool:
+    """Whether the optimizer has a ``momentum`` or ``betas`` that a momentum schedule can set."""
+    parameters = inspect.signature(OPTIMIZERS[optimizer][0]).parameters
+    return "momentum" in parameters or "betas" in parameters
+
+
 def _progress(spec: str) -> str:
     """A shape on training progress 0..1 (see module docstring)."""
     return f"in_epochs({spec}, steps_per_epoch={{total_steps}})"
@@ -94,7 +141,8 @@ DEFAULT_STRATEGIES: tuple[Strategy, ...] = (
              finder_method=CONSTANT_LR_RULE),
     Strategy("constant-too-large", "SGD, constant LR 10x above the finder's", lr_factor=10.0,
              finder_method=CONSTANT_LR_RULE),
-    Strategy("constant-finder", "SGD, constant LR from the LR range test (minimum rule)", finder_method=CONSTANT_LR_RULE),
+    Strategy("constant-finder", "SGD, constant LR from the LR range test (minimum rule)",
+             finder_method=CONSTANT_LR_RULE, baseline=True),
     Strategy("step", "SGD, x0.1 at 1/3 and 2/3 of training",
              schedule=_progress("step(lr={lr}, step_size=0.34, gamma=0.1)")),
     Strategy("multistep", "SGD, x0.1 at 50 % and 75 % of training",

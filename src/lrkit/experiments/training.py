@@ -7,6 +7,7 @@ import math
 import platform
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from lrkit.experiments.results import RunResult, run_key
 from lrkit.experiments.strategies import Strategy
 from lrkit.schedules import constant
 from lrkit.tasks import Task, get_task
-from lrkit.torch import ScheduledLR
+from lrkit.torch import LipschitzLR, ScheduledLR
 from lrkit.torch.evaluation import evaluate
 from lrkit.torch.optimizers import make_optimizer
 
@@ -39,7 +40,7 @@ class Trial:
 
     @property
     def key(self) -> str:
-        return run_key(self.task, self.strategy.config(), self.seed, self.epochs, self.batch_size)
+        return run_key(self.task, self.strategy.identity(), self.seed, self.epochs, self.batch_size)
 
 
 def environment() -> dict[str, object]:
@@ -74,29 +75,18 @@ def train_trial(trial: Trial) -> RunResult:
     train_loader, val_loader = task.loaders(trial.seed, trial.batch_size)
     started = time.perf_counter()  # the strategy's cost: LR range test (if any) + training
     steps_per_epoch = len(train_loader)
-    total_steps = steps_per_epoch * trial.epochs
-
-    if strategy.lr == "finder":
-        base_lr = finder_lr(task, strategy, model, train_loader) * strategy.lr_factor
-    elif strategy.lr == "default":
-        base_lr = None
-    else:
-        base_lr = float(strategy.lr) * strategy.lr_factor
-    optimizer = strategy_optimizer(strategy, model, base_lr)
+    optimizer = strategy_optimizer(strategy, model, _initial_lr(task, strategy, model, train_loader))
     base_lr = optimizer.param_groups[0]["lr"]
-    values = {"lr": base_lr, "total_steps": total_steps, "steps_per_epoch": steps_per_epoch, "epochs": trial.epochs}
-    schedule = Strategy.resolve(strategy.schedule, **values) if strategy.schedule else constant(base_lr)
-    momentum = Strategy.resolve(strategy.momentum, **values) if strategy.momentum else None
-    plateau = _plateau(strategy)
     criterion = task.criterion()
-    lipschitz = _lipschitz(model, optimizer, criterion, strategy)
-    # LipschitzLR owns the LR (it sets it every epoch); otherwise a ScheduledLR does.
-    scheduler = None if lipschitz else ScheduledLR(optimizer, schedule, momentum=momentum, plateau=plateau)
+    values = {"lr": base_lr, "total_steps": steps_per_epoch * trial.epochs, "steps_per_epoch": steps_per_epoch,
+              "epochs": trial.epochs}
+    scheduler = _scheduler(strategy, model, optimizer, criterion, values)
 
     result = RunResult(key=trial.key, task=trial.task, strategy=strategy.name, config=strategy.config(),
                        seed=trial.seed, epochs=trial.epochs, batch_size=trial.batch_size,
                        metric_name=task.metric_name, higher_is_better=task.higher_is_better,
-                       status="complete", base_lr=base_lr, wall_time=0.0, environment=environment())
+                       status="complete", base_lr=base_lr, wall_time=0.0, steps_per_epoch=steps_per_epoch,
+                       environment=environment())
     for _ in range(trial.epochs):
         epoch_start, losses = time.perf_counter(), []
         for inputs, targets in train_loader:
@@ -110,7 +100,7 @@ def train_trial(trial: Trial) -> RunResult:
                 break
             loss.backward()
             optimizer.step()
-            if scheduler is not None:
+            if isinstance(scheduler, ScheduledLR):  # a LipschitzLR steps once per epoch
                 scheduler.step()
         val_loss, metric = evaluate(model, val_loader, criterion, task.metric)
         result.epoch_train_loss.append(float(np.mean(losses)))
@@ -120,33 +110,55 @@ def train_trial(trial: Trial) -> RunResult:
         if result.status == "diverged":
             logger.info("%s seed %d diverged in epoch %d", strategy.name, trial.seed, len(result.epoch_metric))
             break
-        if plateau is not None:
-            scheduler.report(val_loss)
-        if lipschitz is not None:
-            lipschitz.step()
-    if lipschitz is not None:
-        lipschitz.remove_hooks()
+        _end_of_epoch(scheduler, val_loss)
+    if isinstance(scheduler, LipschitzLR):
+        scheduler.remove_hooks()
     result.wall_time = time.perf_counter() - started
     return result
+
+
+def _initial_lr(task: Task, strategy: Strategy, model: nn.Module, train_loader) -> float | None:
+    """The strategy's LR (the finder's suggestion or its number, times `lr_factor`); None keeps the
+    optimizer's default (``lr="default"``)."""
+    if strategy.lr == "default":
+        return None
+    lr = finder_lr(task, strategy, model, train_loader) if strategy.lr == "finder" else float(strategy.lr)
+    return lr * strategy.lr_factor
+
+
+def _scheduler(strategy: Strategy, model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module,
+               values: dict[str, float]) -> ScheduledLR | LipschitzLR:
+    """What owns the LR: a LipschitzLR (`Strategy` refuses a schedule, momentum or plateau beside
+    it), else a ScheduledLR with the strategy's schedule (constant by default), momentum and plateau."""
+    if strategy.lipschitz is not None:
+        return _lipschitz(model, optimizer, criterion, strategy.name, strategy.lipschitz)
+    schedule = Strategy.resolve(strategy.schedule, **values) if strategy.schedule else constant(values["lr"])
+    momentum = Strategy.resolve(strategy.momentum, **values) if strategy.momentum else None
+    return ScheduledLR(optimizer, schedule, momentum=momentum, plateau=_plateau(strategy))
+
+
+def _end_of_epoch(scheduler: ScheduledLR | LipschitzLR, val_loss: float) -> None:
+    """A LipschitzLR computes the next epoch's LR; a ScheduledLR's plateau hears the validation loss."""
+    if isinstance(scheduler, LipschitzLR):
+        scheduler.step()
+    elif scheduler.plateau is not None:
+        scheduler.report(val_loss)
 
 
 def _plateau(strategy: Strategy):
     if strategy.plateau is None:
         return None
-    from lrkit.torch import ReduceLROnPlateau
+    from lrkit.torch import PlateauFactor
 
-    return ReduceLROnPlateau(**strategy.plateau)
+    return PlateauFactor(**strategy.plateau)
 
 
-def _lipschitz(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module, strategy: Strategy):
-    """A LipschitzLR for the task's loss (softmax CE or MSE), or None."""
-    if strategy.lipschitz is None:
-        return None
-    from lrkit.torch import LipschitzLR
-
+def _lipschitz(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module, name: str,
+               kwargs: dict[str, Any]) -> LipschitzLR:
+    """A LipschitzLR for the task's loss (softmax CE, MSE or BCE) with the strategy's `kwargs`."""
     losses = {nn.CrossEntropyLoss: "softmax_ce", nn.MSELoss: "mse", nn.BCEWithLogitsLoss: "bce"}
     loss = losses.get(type(criterion))
     if loss is None:
-        raise ValueError(f"strategy {strategy.name!r}: LipschitzLR supports {sorted(losses.values())} losses, "
+        raise ValueError(f"strategy {name!r}: LipschitzLR supports {sorted(losses.values())} losses, "
                          f"the task uses {type(criterion).__name__}")
-    return LipschitzLR(optimizer, model, loss, criterion=criterion, **strategy.lipschitz)
+    return LipschitzLR(optimizer, model, loss, criterion=criterion, **kwargs)

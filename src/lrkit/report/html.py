@@ -92,8 +92,11 @@ def _steps_cell(item: StrategySummary, target: float | None) -> str:
     return f"{format_steps(item.steps_to_target)} <small>({item.n_reached}/{item.n_runs})</small>"
 
 
+def _final(item: StrategySummary, summary: Summary) -> str:
+    return format_metric(item.final_mean, item.final_std, percent=summary.is_percent, decimals=summary.decimals)
+
+
 def _ranking_table(summary: Summary, colors: dict[str, str]) -> str:
-    style = {"percent": summary.is_percent, "decimals": summary.decimals}
     rows = []
     for rank, item in enumerate(summary.ranking, 1):
         classes = ["first"] if rank == 1 else []
@@ -102,7 +105,7 @@ def _ranking_table(summary: Summary, colors: dict[str, str]) -> str:
         rows.append(
             f'<tr class="{" ".join(classes)}"><td class="num">{rank}</td>'
             f"<td>{_strategy_cell(item, colors[item.strategy], summary.baseline)}</td>"
-            f'<td class="num">{escape(format_metric(item.final_mean, item.final_std, **style))}</td>'
+            f'<td class="num">{escape(_final(item, summary))}</td>'
             f'<td class="num">{item.best_epoch or "—"}</td>'
             f'<td class="num">{_steps_cell(item, summary.target)}</td>'
             f'<td class="num">{_wall(item.wall_time)}</td>'

@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.gridspec import SubplotSpec
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from lrkit.report.summary import RunSeries, Summary
@@ -25,9 +26,9 @@ PANEL_COLUMNS = 4
 def strategy_colors(names: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:
     """One colour per strategy, in the given (rank) order: tab10's ten strong colours first,
     then tab20's lighter companions (20 distinct colours before repeating)."""
-    tab20 = colormaps["tab20"].colors
-    palette = [tab20[i] for i in range(0, 20, 2)] + [tab20[i] for i in range(1, 20, 2)]
-    return {name: (*palette[i % len(palette)], 1.0) for i, name in enumerate(names)}
+    tab20 = colormaps["tab20"]
+    palette = [tab20(i) for i in (*range(0, 20, 2), *range(1, 20, 2))]  # an int indexes its 20 colours
+    return {name: palette[i % len(palette)] for i, name in enumerate(names)}
 
 
 def smooth(values: np.ndarray, window: float) -> np.ndarray:
@@ -90,17 +91,25 @@ def _label_outer(axes: Sequence[Axes], xlabel: str, ylabel: str) -> None:
         ax.tick_params(labelsize=8)
         ax.label_outer(remove_inner_ticks=False)
     for ax in axes:
-        if ax.get_subplotspec().is_first_col():
+        if _spec(ax).is_first_col():
             ax.set_ylabel(ylabel, fontsize=9)
-        if ax.get_subplotspec().is_last_row() or not _has_panel_below(ax, axes):
+        if _spec(ax).is_last_row() or not _has_panel_below(ax, axes):
             ax.set_xlabel(xlabel, fontsize=9)
             ax.xaxis.set_tick_params(labelbottom=True)
 
 
-def _has_panel_below(ax: Axes, axes: Sequence[Axes]) -> bool:
+def _spec(ax: Axes) -> SubplotSpec:
+    """Where a panel sits in its figure's grid (every panel here comes from `Figure.subplots`)."""
     spec = ax.get_subplotspec()
-    return any(o.get_subplotspec().rowspan.start == spec.rowspan.stop and
-               o.get_subplotspec().colspan.start == spec.colspan.start for o in axes)
+    if spec is None:
+        raise ValueError("report panels must be grid subplots")
+    return spec
+
+
+def _has_panel_below(ax: Axes, axes: Sequence[Axes]) -> bool:
+    spec = _spec(ax)
+    return any(_spec(o).rowspan.start == spec.rowspan.stop and _spec(o).colspan.start == spec.colspan.start
+               for o in axes)
 
 
 def _mark_divergence(ax: Axes, x: np.ndarray, y: np.ndarray, color) -> None:
@@ -149,7 +158,7 @@ def plot_loss_curves(runs: Sequence[RunSeries], summary: Summary, colors: Mappin
     for item in summary.ranking:
         name = item.strategy
         complete = [run for run in groups[name] if not run.diverged]
-        label = name + (f" ({item.n_diverged}/{item.n_runs} diverged)" if item.n_diverged else "")
+        label: str | None = name + (f" ({item.n_diverged}/{item.n_runs} diverged)" if item.n_diverged else "")
         if complete:
             length = min(len(run.steps["loss"]) for run in complete)
             window = max(1.0, 0.02 * length)

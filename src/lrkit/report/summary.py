@@ -9,10 +9,11 @@ nothing and reads no file. Conventions:
   then those that diverged on every seed; within a group by the mean final metric
   (descending if the task's metric is higher-is-better, else ascending).
 * *Steps to target*: for each seed, the optimizer steps until the end of the first epoch
-  whose validation metric reaches the target (``k * steps_per_epoch``); the strategy shows the
-  median over seeds, a seed that never reaches it counting as infinitely many steps.
-* Default target: the median final metric of the constant-LR baseline (`pick_baseline`:
-  a strategy named ``constant`` or ``constant-finder``, or the caller's choice).
+  whose validation metric reaches the target (``k * steps_per_epoch``, as the run recorded it);
+  the strategy shows the median over seeds, a seed that never reaches it counting as
+  infinitely many steps.
+* Default target: the median final metric of the constant-LR baseline (`pick_baseline`: the
+  strategy whose config sets ``baseline``, or the caller's choice).
 """
 
 from __future__ import annotations
@@ -25,14 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from lrkit.experiments.store import RunRow
+from lrkit.experiments.results import RunResult
 
 
 @dataclass(frozen=True)
 class RunSeries:
-    """One stored run with its series, as `ResultsStore.step_series` / `epoch_series` give them."""
+    """One stored run (as `ResultsStore.runs` reads it) with its series as arrays, as
+    `ResultsStore.step_series` / `epoch_series` give them."""
 
-    row: RunRow
+    row: RunResult
     steps: Mapping[str, np.ndarray]
     epochs: Mapping[str, np.ndarray]
 
@@ -175,18 +177,20 @@ def _reaches(values: np.ndarray, target: float, higher_is_better: bool) -> np.nd
     return finite & (values >= target if higher_is_better else values <= target)
 
 
-def _steps_per_epoch(runs: Sequence[RunSeries]) -> dict[int, float]:
-    """Updates per epoch, measured on completed runs (len(steps) / epochs) per batch size;
-    a batch size with only diverged runs uses len(steps) / recorded epochs of those runs."""
-    measured: dict[int, list[float]] = {}
+def _steps_per_epoch(runs: Sequence[RunSeries]) -> dict[str, float]:
+    """Updates per epoch of each run (by key): the recorded `steps_per_epoch`. A diverged run
+    migrated from a schema-1 store lacks it and gets that schema's estimate: the median recorded
+    value of its batch size, else len(steps) // recorded epochs of such runs (median)."""
+    recorded: dict[int, list[float]] = {}
+    estimated: dict[int, list[float]] = {}
     for run in runs:
-        if not run.diverged and run.row.epochs > 0:
-            measured.setdefault(run.row.batch_size, []).append(len(run.steps["step"]) / run.row.epochs)
-    for run in runs:
-        recorded = len(run.epochs["epoch"])
-        if run.row.batch_size not in measured and recorded:
-            measured.setdefault(run.row.batch_size, []).append(len(run.steps["step"]) // recorded)
-    return {size: float(np.median(values)) for size, values in measured.items()}
+        if run.row.steps_per_epoch is not None:
+            recorded.setdefault(run.row.batch_size, []).append(run.row.steps_per_epoch)
+        elif len(run.epochs["epoch"]):
+            estimated.setdefault(run.row.batch_size, []).append(len(run.steps["step"]) // len(run.epochs["epoch"]))
+    fallback = {size: float(np.median(values)) for size, values in {**estimated, **recorded}.items()}
+    return {run.row.key: float(run.row.steps_per_epoch) if run.row.steps_per_epoch is not None
+            else fallback.get(run.row.batch_size, math.nan) for run in runs}
 
 
 def steps_to_target(run: RunSeries, target: float, steps_per_epoch: float) -> float:
@@ -214,15 +218,14 @@ def _best_epoch(complete: Sequence[RunSeries], higher_is_better: bool) -> int:
 
 
 def _strategy_summary(name: str, runs: Sequence[RunSeries], target: float | None,
-                      spe: Mapping[int, float]) -> StrategySummary:
+                      spe: Mapping[str, float]) -> StrategySummary:
     complete = [run for run in runs if not run.diverged]
-    finals = tuple(float(run.row.final_metric) for run in complete
-                   if run.row.final_metric is not None and math.isfinite(run.row.final_metric))
+    finals = tuple(float(run.row.final_metric) for run in complete if math.isfinite(run.row.final_metric))
     higher = runs[0].row.higher_is_better
     if target is None:
         per_seed = []
     else:
-        per_seed = [steps_to_target(run, target, spe.get(run.row.batch_size, math.nan)) for run in runs]
+        per_seed = [steps_to_target(run, target, spe[run.row.key]) for run in runs]
     timed = complete or list(runs)
     peaks = [float(np.nanmax(run.steps["lr"])) for run in runs if np.isfinite(run.steps["lr"]).any()]
     return StrategySummary(
@@ -248,14 +251,10 @@ def _rank_key(item: StrategySummary, higher_is_better: bool) -> tuple[int, float
     return group, (-value if higher_is_better else value), item.strategy
 
 
-#: strategy names taken as the constant-LR baseline, in order of preference
-BASELINE_NAMES = ("constant", "constant-finder")
-
-
-def pick_baseline(names: Sequence[str]) -> str | None:
-    """The constant-LR baseline: the first of `BASELINE_NAMES` present, else None (then the
-    caller names one, or gives a target)."""
-    return next((name for name in BASELINE_NAMES if name in names), None)
+def pick_baseline(runs: Sequence[RunSeries]) -> str | None:
+    """The constant-LR baseline: the first strategy (in store order) whose config sets
+    ``baseline`` (`Strategy.baseline`), else None (then the caller names one, or gives a target)."""
+    return next((run.row.strategy for run in runs if run.row.config.get("baseline") is True), None)
 
 
 # -- the verdict --------------------------------------------------------------------------
@@ -339,9 +338,9 @@ def summarize(runs: Sequence[RunSeries], *, target: float | None = None, baselin
         raise ValueError(f"summarize: baseline {baseline!r} is not a strategy of task {tasks[0]!r}; "
                          f"choose one of {sorted(by_strategy)}")
     if baseline is None:
-        baseline = pick_baseline(list(by_strategy))
+        baseline = pick_baseline(runs)
     finals = [r.row.final_metric for r in by_strategy.get(baseline or "", [])
-              if not r.diverged and r.row.final_metric is not None]
+              if not r.diverged and math.isfinite(r.row.final_metric)]
     if target is not None:
         source = "given"
     elif finals:

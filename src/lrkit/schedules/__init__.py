@@ -70,9 +70,9 @@ from_function = FromFunction
 lambda_ = FromFunction
 
 __all__ = [
-    "Schedule", "parse", "from_dict", "registered_names", "register_function",
-    "constant", "step", "multistep", "piecewise", "exponential", "natural_exp", "inverse_time",
-    "polynomial", "cosine", "linear_cosine", "noisy_linear_cosine", "sgdr", "triangular",
-    "triangular2", "exp_range", "one_cycle", "one_cycle_momentum", "slanted_triangular",
-    "inverse_sqrt", "wsd", "warmup", "join", "scale", "clip", "in_epochs", "from_function", "lambda_",
+    "Schedule", "clip", "constant", "cosine", "exp_range", "exponential", "from_dict", "from_function",
+    "in_epochs", "inverse_sqrt", "inverse_time", "join", "lambda_", "linear_cosine", "multistep", "natural_exp",
+    "noisy_linear_cosine", "one_cycle", "one_cycle_momentum", "parse", "piecewise", "polynomial",
+    "register_function", "registered_names", "scale", "sgdr", "slanted_triangular", "step", "triangular",
+    "triangular2", "warmup", "wsd",
 ]

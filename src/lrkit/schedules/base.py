@@ -7,14 +7,14 @@ scalar (a ``float`` comes back) or a numpy array (an array comes back).
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import Field, fields
 from typing import Any, ClassVar
 
 import numpy as np
 
-from lrkit.validation import instance
+from lrkit.validation import choice, fail, instance
 
-_REGISTRY: dict[str, type["Schedule"]] = {}
+_REGISTRY: dict[str, type[Schedule]] = {}
 
 
 def register(name: str):
@@ -22,7 +22,7 @@ def register(name: str):
 
     def decorate(cls: type[Schedule]) -> type[Schedule]:
         if name in _REGISTRY:
-            raise ValueError(f"schedule name {name!r} is already registered")
+            raise fail("register", "name", "a schedule name not registered yet", name)
         cls.name = name
         _REGISTRY[name] = cls
         return cls
@@ -34,12 +34,9 @@ def registered_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def schedule_class(name: str) -> type["Schedule"]:
+def schedule_class(name: str) -> type[Schedule]:
     """The class registered as `name`; ValueError (listing the known names) otherwise."""
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown schedule {name!r}; known: {', '.join(registered_names())}") from None
+    return _REGISTRY[choice("schedule_class", "name", name, registered_names())]
 
 
 class Schedule:
@@ -50,12 +47,17 @@ class Schedule:
     """
 
     name: ClassVar[str] = ""
-    #: whether values may be evaluated ahead in blocks (False for user functions, which
-    #: might not accept steps beyond the ones actually used).
-    cacheable: ClassVar[bool] = True
+    #: set on every subclass by ``@dataclass`` (declared so type checkers accept `fields(self)`)
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether values may be evaluated ahead in blocks (False for user functions, which
+        might not accept steps beyond the ones actually used)."""
+        return True
 
     def __call__(self, step: Any) -> Any:
-        t = as_steps(step)
+        t = as_steps(self.name, step)
         # Always evaluate a 1-d array: numpy computes 0-d inputs with scalar math (C pow, exp,
         # cos) and arrays with SIMD loops, which can differ in the last bit.
         values = np.asarray(self._lr(t.reshape(-1)), dtype=np.float64).reshape(t.shape)
@@ -70,16 +72,17 @@ class Schedule:
         return {"name": self.name, **{f.name: _encode(getattr(self, f.name)) for f in fields(self)}}
 
     @staticmethod
-    def from_dict(data: dict[str, Any]) -> "Schedule":
+    def from_dict(data: dict[str, Any]) -> Schedule:
         """Rebuild a schedule from `to_dict` output (only registered names are accepted)."""
         if not isinstance(data, dict) or "name" not in data:
-            raise ValueError(f"a schedule dict needs a 'name' key, got {data!r}")
+            raise fail("from_dict", "data", "a schedule dict with a 'name' key", data)
         if not all(isinstance(key, str) for key in data):
-            raise ValueError(f"a schedule dict's keys must be strings, got {list(data)!r}")
+            raise fail("from_dict", "data's keys", "strings", list(data))
+        choice("from_dict", "data['name']", data["name"], registered_names())
         try:
             params = {key: _decode(value) for key, value in data.items() if key != "name"}
-        except RecursionError:
-            raise ValueError("a schedule dict is too deeply nested") from None
+        except RecursionError:  # its repr would overflow as well: the message cannot show it
+            raise ValueError("from_dict: data is too deeply nested") from None
         return build(data["name"], **params)
 
     def to_spec(self) -> str:
@@ -129,19 +132,19 @@ def _spec_value(value: Any) -> str:
 
 
 # -- steps ---------------------------------------------------------------------------
-def as_steps(step: Any) -> np.ndarray:
+def as_steps(owner: str, step: Any) -> np.ndarray:
     """Validate steps (finite, >= 0, numeric) and return them as a float64 array."""
     if isinstance(step, (str, bytes)) or step is None:
-        raise ValueError(f"step must be a number or an array of numbers, got {step!r}")
+        raise fail(owner, "step", "a number or an array of numbers", step)
     try:
         t = np.asarray(step, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"step must be a number or an array of numbers, got {step!r}") from None
+        raise fail(owner, "step", "a number or an array of numbers", step) from None
     if not np.all(np.isfinite(t)) or np.any(t < 0):
-        raise ValueError(f"step must be finite and >= 0, got {step!r}")
+        raise fail(owner, "step", "finite and >= 0", step)
     return t
 
 
-def schedule_arg(owner: str, name: str, value: Any) -> "Schedule":
+def schedule_arg(owner: str, name: str, value: Any) -> Schedule:
     """A `Schedule` instance."""
     return instance(owner, name, value, Schedule, "a schedule")

@@ -6,13 +6,16 @@ Children see local time: a schedule joined at boundary ``b`` is evaluated at ``t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from lrkit.schedules.base import Schedule, register, schedule_arg
-from lrkit.validation import choice, increasing, non_negative, positive, real_sequence
+from lrkit.validation import choice, fail, increasing, non_negative, positive, real_sequence
+
+#: A user function of the step: called with an int for a whole step, a float for a fractional one.
+StepFunction = Callable[[float], float]
 
 
 @register("warmup")
@@ -38,7 +41,7 @@ class Warmup(Schedule):
         non_negative("warmup", "start_lr", self.start_lr)
         choice("warmup", "mode", self.mode, ("linear", "exponential", "cosine"))
         if self.mode == "exponential" and self.start_lr == 0:
-            raise ValueError("warmup: start_lr must be > 0 for mode='exponential', got 0")
+            raise fail("warmup", "start_lr", "> 0 for mode='exponential'", self.start_lr)
 
     @property
     def cacheable(self) -> bool:
@@ -73,16 +76,16 @@ class Join(Schedule):
 
     def __post_init__(self) -> None:
         if not isinstance(self.schedules, (list, tuple)) or len(self.schedules) < 2:
-            raise ValueError(f"join: schedules must be a list of at least 2 schedules, got {self.schedules!r}")
+            raise fail("join", "schedules", "a list of at least 2 schedules", self.schedules)
         for child in self.schedules:
             schedule_arg("join", "each of schedules", child)
         boundaries = increasing("join", "boundaries",
                                 real_sequence("join", "boundaries", self.boundaries), strict=True)
         if len(boundaries) != len(self.schedules) - 1:
-            raise ValueError(f"join: boundaries needs len(schedules) - 1 = {len(self.schedules) - 1} "
-                             f"entries, got {len(boundaries)}")
+            raise fail("join", "boundaries", f"a list of len(schedules) - 1 = {len(self.schedules) - 1} numbers",
+                       list(boundaries))
         if boundaries[0] <= 0:
-            raise ValueError(f"join: boundaries must be > 0, got {list(boundaries)!r}")
+            raise fail("join", "boundaries", "> 0", list(boundaries))
         object.__setattr__(self, "schedules", tuple(self.schedules))
         object.__setattr__(self, "boundaries", boundaries)
 
@@ -130,7 +133,7 @@ class Clip(Schedule):
         schedule_arg("clip", "schedule", self.schedule)
         non_negative("clip", "min_lr", self.min_lr)
         if self.max_lr is not None and non_negative("clip", "max_lr", self.max_lr) < self.min_lr:
-            raise ValueError(f"clip: max_lr must be >= min_lr={self.min_lr!r}, got {self.max_lr!r}")
+            raise fail("clip", "max_lr", f">= min_lr={self.min_lr!r}", self.max_lr)
 
     @property
     def cacheable(self) -> bool:
@@ -165,7 +168,7 @@ class InEpochs(Schedule):
 
 
 # -- user functions --------------------------------------------------------------------
-_FUNCTIONS: dict[str, Callable[[int], float]] = {}
+_FUNCTIONS: dict[str, StepFunction] = {}
 
 
 def register_function(name: str | Callable | None = None):
@@ -173,10 +176,10 @@ def register_function(name: str | Callable | None = None):
     ``@register_function("warm_then_flat")``. Only registered functions are looked up when a
     schedule is loaded, so a config can never name arbitrary code."""
 
-    def decorate(fn: Callable[[int], float]) -> Callable[[int], float]:
+    def decorate(fn: StepFunction) -> StepFunction:
         key = name if isinstance(name, str) else fn.__qualname__
         if _FUNCTIONS.get(key, fn) is not fn:
-            raise ValueError(f"register_function: a different function is already registered as {key!r}")
+            raise fail("register_function", "name", "a name not already registered to a different function", key)
         _FUNCTIONS[key] = fn
         return fn
 
@@ -197,28 +200,27 @@ class FromFunction(Schedule):
     raises a ValueError for anonymous lambdas instead of silently dropping them.
     """
 
-    fn: Callable[[int], float]
+    fn: StepFunction
     lr: float = 1.0
 
-    cacheable = False
-
     def __post_init__(self) -> None:
-        if isinstance(self.fn, str):
-            if self.fn not in _FUNCTIONS:
-                known = ", ".join(sorted(_FUNCTIONS)) or "none"
-                raise ValueError(f"from_function: fn {self.fn!r} is not a registered function "
-                                 f"(registered: {known}); use @lrkit.schedules.register_function")
+        if isinstance(self.fn, str) and self.fn in _FUNCTIONS:
             object.__setattr__(self, "fn", _FUNCTIONS[self.fn])
         elif not callable(self.fn):
-            raise ValueError(f"from_function: fn must be callable or a registered name, got {self.fn!r}")
+            known = ", ".join(sorted(_FUNCTIONS)) or "none"
+            raise fail("from_function", "fn", f"a callable or the name of a function registered with "
+                       f"@lrkit.schedules.register_function (registered: {known})", self.fn)
         non_negative("from_function", "lr", self.lr)
+
+    @property
+    def cacheable(self) -> bool:
+        return False
 
     def _function_name(self) -> str:
         name = _registered_name(self.fn)
         if name is None:
-            label = getattr(self.fn, "__qualname__", repr(self.fn))
-            raise ValueError(f"from_function: cannot save {label}: it is not registered; define it at "
-                             "module level and decorate it with @lrkit.schedules.register_function")
+            raise fail("from_function", "fn", "registered to be saved (define it at module level and decorate it "
+                       "with @lrkit.schedules.register_function)", self.fn)
         return name
 
     def to_dict(self) -> dict:
@@ -233,8 +235,9 @@ class FromFunction(Schedule):
         try:
             values = np.fromiter((self.fn(s) for s in steps), dtype=np.float64, count=len(steps))
         except (TypeError, ValueError) as err:
-            raise ValueError(f"from_function: fn must return a number for every step ({err})") from None
+            raise fail("from_function", "fn", f"a function returning a number for every step ({err})",
+                       self.fn) from None
         if not np.all(np.isfinite(values)):
-            bad = steps[int(np.argmin(np.isfinite(values)))]
-            raise ValueError(f"from_function: fn returned a non-finite value at step {bad}")
+            bad = int(np.argmin(np.isfinite(values)))
+            raise fail("from_function", f"fn({steps[bad]})", "a finite number", float(values[bad]))
         return self.lr * values.reshape(t.shape)

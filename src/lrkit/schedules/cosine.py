@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from lrkit.schedules.base import Schedule, register
-from lrkit.validation import in_range, integer, non_negative, positive
 from lrkit.schedules.noise import standard_normal
+from lrkit.validation import fail, in_range, integer, non_negative, positive
 
 
 def _half_cosine(fraction: np.ndarray) -> np.ndarray:
@@ -113,7 +113,7 @@ class NoisyLinearCosine(Schedule):
         non_negative(owner, "beta", self.beta)
         integer(owner, "seed", self.seed, minimum=0)
         if self.seed >= 2**64:
-            raise ValueError(f"{owner}: seed must be < 2**64, got {self.seed!r}")
+            raise fail(owner, "seed", "an integer in [0, 2**64)", self.seed)
 
     def _lr(self, t: np.ndarray) -> np.ndarray:
         clipped = np.minimum(t, self.decay_steps)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lrkit.schedules.base import Schedule, register
-from lrkit.validation import choice, flag, in_range, integer, non_negative, positive
+from lrkit.validation import choice, fail, flag, in_range, integer, non_negative, positive
 
 
 # -- cyclical learning rates (Smith 2017, "Cyclical Learning Rates for Training Neural Networks")
@@ -123,8 +123,8 @@ def _check_timing(owner: str, total_steps: int, pct_start: float, anneal: str, t
     flag(owner, "three_phase", three_phase)
     ends = _phase_ends(total_steps, pct_start, three_phase)
     if any(b <= a for a, b in zip([0.0, *ends], ends)):
-        raise ValueError(f"{owner}: pct_start={pct_start!r} with total_steps={total_steps!r} "
-                         "leaves a phase with no steps")
+        raise fail(owner, "pct_start", f"a fraction that leaves every phase at least one of total_steps={total_steps!r}"
+                   " steps", pct_start)
 
 
 @register("one_cycle")
@@ -161,7 +161,7 @@ class OneCycle(Schedule):
         ends = _phase_ends(self.total_steps, self.pct_start, self.three_phase)
         return _phased(t, ends, levels, self.anneal)
 
-    def momentum_schedule(self, base_momentum: float = 0.85, max_momentum: float = 0.95) -> "OneCycleMomentum":
+    def momentum_schedule(self, base_momentum: float = 0.85, max_momentum: float = 0.95) -> OneCycleMomentum:
         """The momentum (or Adam beta1) curve OneCycleLR cycles inversely to this LR."""
         return OneCycleMomentum(self.total_steps, self.pct_start, self.anneal, self.three_phase,
                                 base_momentum, max_momentum)
@@ -214,8 +214,7 @@ class SlantedTriangular(Schedule):
         in_range("slanted_triangular", "cut_frac", self.cut_frac, 0.0, 1.0, open_low=True, open_high=True)
         in_range("slanted_triangular", "ratio", self.ratio, 1.0, float("inf"), open_high=True)
         if np.floor(self.total_steps * self.cut_frac) < 1:
-            raise ValueError(f"slanted_triangular: total_steps * cut_frac must be >= 1, got "
-                             f"{self.total_steps} * {self.cut_frac}")
+            raise fail("slanted_triangular", "total_steps * cut_frac", ">= 1", self.total_steps * self.cut_frac)
 
     def _lr(self, t: np.ndarray) -> np.ndarray:
         cut = np.floor(self.total_steps * self.cut_frac)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lrkit.schedules.base import Schedule, register
-from lrkit.validation import flag, increasing, non_negative, positive, real_sequence
+from lrkit.validation import fail, flag, increasing, non_negative, positive, real_sequence
 
 
 def _progress(t: np.ndarray, decay_steps: float, staircase: bool) -> np.ndarray:
@@ -74,7 +74,7 @@ class MultiStepDecay(Schedule):
         milestones = real_sequence("multistep", "milestones", self.milestones)
         increasing("multistep", "milestones", milestones, strict=False)
         if milestones[0] < 0:
-            raise ValueError(f"multistep: milestones must be >= 0, got {list(milestones)!r}")
+            raise fail("multistep", "milestones", ">= 0", list(milestones))
         object.__setattr__(self, "milestones", milestones)
         positive("multistep", "gamma", self.gamma)
 
@@ -100,8 +100,8 @@ class Piecewise(Schedule):
                                 real_sequence("piecewise", "boundaries", self.boundaries), strict=True)
         values = real_sequence("piecewise", "values", self.values)
         if len(values) != len(boundaries) + 1:
-            raise ValueError(f"piecewise: values needs len(boundaries) + 1 = {len(boundaries) + 1} "
-                             f"entries, got {len(values)}")
+            raise fail("piecewise", "values", f"a list of len(boundaries) + 1 = {len(boundaries) + 1} numbers",
+                       list(values))
         for value in values:
             non_negative("piecewise", "each of values", value)
         object.__setattr__(self, "boundaries", boundaries)
@@ -207,6 +207,7 @@ class Polynomial(Schedule):
         flag("polynomial", "cycle", self.cycle)
 
     def _lr(self, t: np.ndarray) -> np.ndarray:
+        span: np.ndarray | float
         if self.cycle:
             span = self.decay_steps * np.maximum(1.0, np.ceil(t / self.decay_steps))
         else:

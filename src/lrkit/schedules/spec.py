@@ -14,6 +14,7 @@ import warnings
 from typing import Any
 
 from lrkit.schedules.base import Schedule, build, registered_names
+from lrkit.validation import fail, in_range, instance
 
 MAX_SPEC_LENGTH = 10_000
 
@@ -28,30 +29,26 @@ class _SpecError(ValueError):
 
 def parse(spec: str) -> Schedule:
     """Build the schedule a spec describes; the result equals the Python-built object."""
-    if not isinstance(spec, str):
-        raise ValueError(f"a schedule spec must be a string, got {spec!r}")
-    text = spec.strip()
-    if not text or len(text) > MAX_SPEC_LENGTH:
-        raise ValueError(f"a schedule spec must be 1 to {MAX_SPEC_LENGTH} characters, got {len(text)}")
+    text = instance("parse", "spec", spec, str, "a string").strip()
+    in_range("parse", "len(spec.strip())", len(text), 1, MAX_SPEC_LENGTH)
     try:
         with warnings.catch_warnings():  # e.g. "invalid decimal literal": the error below says it
             warnings.simplefilter("ignore", SyntaxWarning)
             tree = ast.parse(text, mode="eval")
     except SyntaxError as err:
-        raise ValueError(f"bad schedule spec at column {err.offset or 1}: {err.msg}: {text!r}") from None
+        raise ValueError(f"parse: bad schedule spec at column {err.offset or 1}: {err.msg}: {text!r}") from None
     except (RecursionError, MemoryError, ValueError):
-        raise ValueError(f"bad schedule spec: too deeply nested or malformed: {text[:80]!r}") from None
+        raise ValueError(f"parse: bad schedule spec: too deeply nested or malformed: {text[:80]!r}") from None
     try:
         result = _interpret(tree.body)
     except _SpecError as err:
         column = getattr(err.node, "col_offset", 0) + 1
         token = (ast.get_source_segment(text, err.node) or "")[:40]
-        raise ValueError(f"bad schedule spec at column {column} ({token!r}): {err}") from None
+        raise ValueError(f"parse: bad schedule spec at column {column} ({token!r}): {err}") from None
     except RecursionError:
-        raise ValueError(f"bad schedule spec: too deeply nested: {text[:80]!r}") from None
+        raise ValueError(f"parse: bad schedule spec: too deeply nested: {text[:80]!r}") from None
     if not isinstance(result, Schedule):
-        raise ValueError(f"bad schedule spec at column 1: expected a schedule call like "
-                         f"'cosine(lr=0.1, decay_steps=1000)', got {text!r}")
+        raise fail("parse", "spec", "a schedule call like 'cosine(lr=0.1, decay_steps=1000)'", text)
     return result
 
 
@@ -62,7 +59,7 @@ def _interpret(node: ast.AST) -> Any:
         return node.value
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         value = _interpret(node.operand)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if type(value) not in (int, float):  # a literal: bools and strings are refused
             raise _SpecError(node, "a sign may only precede a number")
         return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, (ast.List, ast.Tuple)):

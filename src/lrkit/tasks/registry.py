@@ -6,12 +6,14 @@ Bundled tasks register themselves on import; users add their own with `register_
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+
+from lrkit.validation import choice, fail
 
 
 @dataclass(frozen=True)
@@ -59,17 +61,14 @@ _TASKS: dict[str, Task] = {}
 def register_task(task: Task) -> Task:
     """Add `task` to the registry (a name may be registered once)."""
     if task.name in _TASKS:
-        raise ValueError(f"task name {task.name!r} is already registered")
+        raise fail("register_task", "task.name", "a name not registered yet", task.name)
     _TASKS[task.name] = task
     return task
 
 
 def get_task(name: str) -> Task:
     """The registered task called `name`; a ValueError lists the known names otherwise."""
-    try:
-        return _TASKS[name]
-    except KeyError:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(_TASKS))}") from None
+    return _TASKS[choice("get_task", "name", name, sorted(_TASKS))]
 
 
 def available_tasks() -> list[str]:

@@ -30,6 +30,7 @@ from lrkit.tasks.bundled import mnist_images
 from lrkit.tasks.registry import Task, TaskData, register_task
 from lrkit.tasks.splits import SPLIT_SEED
 from lrkit.torch.evaluation import accuracy
+from lrkit.validation import choice, fail, integer
 
 __all__ = ["TransferCNN", "load_transfer_data", "pretrained_model", "pretrained_state", "source_data"]
 
@@ -75,16 +76,13 @@ def _stage(c_in: int, c_out: int) -> nn.Sequential:
                          nn.MaxPool2d(2))
 
 
-def _check_dataset(dataset: str) -> _Dataset:
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset: must be one of {sorted(DATASETS)}, got {dataset!r}")
-    return DATASETS[dataset]
+def _check_dataset(owner: str, dataset: str) -> _Dataset:
+    return DATASETS[choice(owner, "dataset", dataset, DATASETS)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _images(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """All images as (N, 1, side, side) floats and their labels."""
-    _check_dataset(dataset)
+    """All images of a checked `dataset` as (N, 1, side, side) floats and their labels."""
     if dataset == "digits":
         from sklearn.datasets import load_digits
 
@@ -104,10 +102,11 @@ def _subset(dataset: str, classes: tuple[int, ...]) -> tuple[torch.Tensor, torch
 
 def source_data(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The pretraining data: every image of digits 0-4."""
+    _check_dataset("source_data", dataset)
     return _subset(dataset, SOURCE_CLASSES)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pretrained_state(dataset: str = "digits") -> dict[str, torch.Tensor]:
     """State dict of a TransferCNN trained on all images of digits 0-4 (deterministic, cached).
 
@@ -115,7 +114,7 @@ def pretrained_state(dataset: str = "digits") -> dict[str, torch.Tensor]:
     (the same float summation order everywhere); torch's global RNG is left untouched (a private
     generator shuffles, a forked RNG initialises the weights).
     """
-    spec = _check_dataset(dataset)
+    spec = _check_dataset("pretrained_state", dataset)
     images, labels = source_data(dataset)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(PRETRAIN_SEED)
@@ -139,7 +138,7 @@ def pretrained_state(dataset: str = "digits") -> dict[str, torch.Tensor]:
 
 def pretrained_model(dataset: str = "digits") -> TransferCNN:
     """The pretrained body with a fresh 5-way head for digits 5-9 (head drawn from torch's RNG)."""
-    model = TransferCNN(len(TARGET_CLASSES), _check_dataset(dataset).size)
+    model = TransferCNN(len(TARGET_CLASSES), _check_dataset("pretrained_model", dataset).size)
     body = {k: v for k, v in pretrained_state(dataset).items() if not k.startswith("head.")}
     missing, unexpected = model.load_state_dict(body, strict=False)
     if unexpected or set(missing) != {"head.weight", "head.bias"}:
@@ -150,9 +149,8 @@ def pretrained_model(dataset: str = "digits") -> TransferCNN:
 def load_transfer_data(seed: int, dataset: str = "digits", shots: int = SHOTS) -> TaskData:
     """Digits 5-9: a fixed validation set (``val_per_class`` per digit, drawn with ``SPLIT_SEED``)
     and `shots` training images per digit drawn from the other images with `seed`."""
-    spec = _check_dataset(dataset)
-    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
-        raise ValueError(f"shots: must be an integer >= 1, got {shots!r}")
+    spec = _check_dataset("load_transfer_data", dataset)
+    integer("load_transfer_data", "shots", shots, minimum=1)
     images, labels = _subset(dataset, TARGET_CLASSES)
     y = labels.numpy()
     split_rng, rng = np.random.default_rng(SPLIT_SEED), np.random.default_rng(seed)
@@ -161,7 +159,8 @@ def load_transfer_data(seed: int, dataset: str = "digits", shots: int = SHOTS) -
         idx = split_rng.permutation(np.flatnonzero(y == c))
         pool = idx[spec.val_per_class:]
         if shots > len(pool):
-            raise ValueError(f"shots: at most {len(pool)} for {dataset} digit {TARGET_CLASSES[c]}, got {shots}")
+            raise fail("load_transfer_data", "shots", f"at most {len(pool)} (the {dataset} images of digit "
+                       f"{TARGET_CLASSES[c]} outside the validation set)", shots)
         val.append(idx[: spec.val_per_class])
         train.append(rng.choice(pool, shots, replace=False))
     train_idx = torch.from_numpy(np.sort(np.concatenate(train)))

@@ -14,24 +14,25 @@ import contextlib
 import logging
 import math
 import random
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
-from typing import Any, Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
-from lrkit.schedules.base import choice, flag, in_range, integer, positive
-from lrkit.suggest import DEFAULT_METHOD, HEURISTICS
+from lrkit.progress import progress_bar
+from lrkit.suggest import DEFAULT_METHOD, Method, resolve_rule
 from lrkit.torch.finder_batches import StepFn, batch_size, default_step, endless, to_device
 from lrkit.torch.finder_result import FinderResult
 from lrkit.torch.finder_state import TrainingSnapshot, loader_generators
+from lrkit.validation import callable_arg, choice, flag, in_range, instance, integer, optional, positive
 
-__all__ = ["find_lr", "find_group_lrs", "ramp", "FinderOptions", "BiasCorrectedAverage", "FinderResult"]
+__all__ = ["BiasCorrectedAverage", "FinderOptions", "FinderResult", "find_group_lrs", "find_lr", "ramp"]
 
 logger = logging.getLogger(__name__)
+
 
 def ramp(start_lr: float, end_lr: float, num_iter: int, mode: str = "exp") -> np.ndarray:
     """The LR of each iteration ``i = 0 .. n-1`` of the range test (``n = num_iter``).
@@ -55,7 +56,26 @@ def ramp(start_lr: float, end_lr: float, num_iter: int, mode: str = "exp") -> np
 
 @dataclass(frozen=True)
 class FinderOptions:
-    """The settings of a range test (see `find_lr`), validated at construction."""
+    """The settings of a range test (`find_lr`, `find_group_lrs`), validated at construction.
+
+    - `start_lr`, `end_lr`, `num_iter`, `mode`: the ramp, one LR per iteration (see `ramp`).
+    - `smooth`: ``beta`` of the bias-corrected average of the recorded losses (`BiasCorrectedAverage`).
+    - `diverge_factor`: the test stops after the first iteration whose smoothed loss exceeds this
+      many times the lowest so far; it also stops before the first non-finite loss (not recorded).
+    - `accumulation_steps`: batches per iteration; each loss is divided by this number and
+      back-propagated, then one optimizer step. The recorded loss is the mean over them.
+    - `val_loader`: when given, the recorded loss is the example-weighted mean loss over this
+      loader after each step, instead of the training loss.
+    - `device`: where batches are moved (default: the model's device); the model is not moved.
+    - `step_fn`: ``step_fn(model, batch) -> loss`` for batches that are not ``(x, y)`` (dicts,
+      several inputs); then the finder's `criterion` may be None.
+    - `seed`: seeds torch, numpy, Python and the loaders' generators for the test only.
+    - `grad_scaler`: a ``torch.amp.GradScaler`` the step goes through.
+    - `autocast_dtype`: run the forward passes under ``torch.autocast(dtype=autocast_dtype)``.
+    - `method`: the rule of the reported suggestion, a name registered in `lrkit.suggest.HEURISTICS`
+      or a callable ``(lrs, losses) -> lr`` (see `lrkit.suggest.resolve_rule`).
+    - `progress`: show a progress bar (on rank 0 only under ``torch.distributed``).
+    """
 
     start_lr: float = 1e-7
     end_lr: float = 10.0
@@ -70,7 +90,7 @@ class FinderOptions:
     seed: int | None = None
     grad_scaler: Any = None
     autocast_dtype: torch.dtype | None = None
-    method: str = DEFAULT_METHOD
+    method: Method = DEFAULT_METHOD
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -78,51 +98,41 @@ class FinderOptions:
         in_range("find_lr", "smooth", self.smooth, 0.0, 1.0, open_high=True)
         in_range("find_lr", "diverge_factor", self.diverge_factor, 1.0, math.inf, open_low=True, open_high=True)
         integer("find_lr", "accumulation_steps", self.accumulation_steps, minimum=1)
-        if self.step_fn is not None and not callable(self.step_fn):
-            raise ValueError(f"find_lr: step_fn must be callable(model, batch) -> loss, got {self.step_fn!r}")
-        if self.seed is not None:
-            integer("find_lr", "seed", self.seed, minimum=0)
-        choice("find_lr", "method", self.method, HEURISTICS)
+        optional(callable_arg, "find_lr", "step_fn", self.step_fn, "(model, batch) -> loss")
+        optional(integer, "find_lr", "seed", self.seed, minimum=0)
+        resolve_rule(self.method, owner="find_lr")
         flag("find_lr", "progress", self.progress)
 
     @property
     def lrs(self) -> np.ndarray:
         return ramp(self.start_lr, self.end_lr, self.num_iter, self.mode)
 
+    @classmethod
+    def merged(cls, owner: str, options: FinderOptions | None, overrides: Mapping[str, Any]) -> FinderOptions:
+        """`options` (default: the defaults) with the fields named in `overrides` replaced."""
+        allowed = [f.name for f in fields(cls)]
+        unknown = sorted(set(overrides) - set(allowed))
+        if unknown:
+            raise ValueError(f"{owner}: unknown arguments {unknown}; allowed: {allowed}")
+        if options is None:
+            return cls(**overrides)
+        return replace(instance(owner, "options", options, cls, "a FinderOptions or None"), **overrides)
+
 
 def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: Callable | None, train_loader: Iterable,
-            *, start_lr: float = 1e-7, end_lr: float = 10.0, num_iter: int = 100, mode: str = "exp",
-            smooth: float = 0.98, diverge_factor: float = 4.0, accumulation_steps: int = 1,
-            val_loader: Iterable | None = None, device: torch.device | str | None = None,
-            step_fn: StepFn | None = None, seed: int | None = None, grad_scaler: Any = None,
-            autocast_dtype: torch.dtype | None = None, method: str = DEFAULT_METHOD,
-            progress: bool = True) -> FinderResult:
+            options: FinderOptions | None = None, **overrides: Any) -> FinderResult:
     """Run the LR range test on every parameter group at once and restore everything afterwards.
 
     Group g gets ``lr_g(i) = ramp(i) * lr_g / lr_0`` (its current LR relative to the first
     group's), so discriminative ratios are kept; ``result.group_lrs`` scales the suggestion the
-    same way.
+    same way. Each iteration trains on a batch at the next LR of the ramp and records its loss
+    (the loss before the step, or the validation loss after it).
 
-    Each iteration: ``accumulation_steps`` batches (each loss divided by that number) are
-    back-propagated, then one optimizer step (through `grad_scaler` if given, under
-    ``torch.autocast(dtype=autocast_dtype)`` if given). The recorded loss is the mean over the
-    micro-batches, or the validation loss after the step when `val_loader` is given; it is
-    smoothed by `BiasCorrectedAverage`. The test stops after the first iteration whose smoothed
-    loss exceeds ``diverge_factor`` times the lowest so far, and before the first non-finite loss
-    (which is not recorded).
-
-    `criterion(model(x), y)` computes the loss of an ``(x, y)`` batch; pass
-    ``step_fn(model, batch) -> loss`` for any other batch (dicts, several inputs), in which case
-    `criterion` may be None. Batches are moved to `device` (default: the model's device); the
-    model itself is not moved. `seed` seeds torch, numpy, Python and the loaders' generators for
-    the test only. `method` picks the reported suggestion (see `lrkit.suggest`); `progress`
-    shows a progress bar.
+    `criterion(model(x), y)` computes the loss of an ``(x, y)`` batch (None when `step_fn` does).
+    The settings are `options` (`FinderOptions`), with any of its fields replaced by keyword:
+    ``find_lr(model, opt, criterion, loader, num_iter=50, progress=False)``.
     """
-    options = FinderOptions(start_lr=start_lr, end_lr=end_lr, num_iter=num_iter, mode=mode, smooth=smooth,
-                            diverge_factor=diverge_factor, accumulation_steps=accumulation_steps,
-                            val_loader=val_loader, device=device, step_fn=step_fn, seed=seed,
-                            grad_scaler=grad_scaler, autocast_dtype=autocast_dtype, method=method,
-                            progress=progress)
+    options = FinderOptions.merged("find_lr", options, overrides)
     _check_criterion(criterion, options)
     scales = _group_scales(optimizer.param_groups)
     with _restored(model, optimizer, train_loader, options):
@@ -131,27 +141,23 @@ def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: Calla
 
 
 def find_group_lrs(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: Callable | None,
-                   train_loader: Iterable, **kwargs: Any) -> tuple[FinderResult, ...]:
+                   train_loader: Iterable, options: FinderOptions | None = None,
+                   **overrides: Any) -> tuple[FinderResult, ...]:
     """One range test per parameter group: group g sweeps the ramp while every other group keeps
     its current LR; everything is restored between sweeps and afterwards.
 
-    Takes `find_lr`'s keyword arguments. ``results[g].suggestion`` is the suggested LR of group
-    g; ``results[g].group_lrs`` are all groups' LRs with group g set to it. With `seed` given,
+    Takes `find_lr`'s arguments. ``results[g].suggestion`` is the suggested LR of group g;
+    ``results[g].group_lrs`` are all groups' LRs with group g set to it. With `seed` given,
     every sweep sees the same batches in the same order.
     """
-    try:
-        options = FinderOptions(**kwargs)
-    except TypeError:
-        allowed = sorted(f.name for f in fields(FinderOptions))
-        raise ValueError(f"find_group_lrs: unknown arguments {sorted(set(kwargs) - set(allowed))}; "
-                         f"allowed: {allowed}") from None
+    options = FinderOptions.merged("find_group_lrs", options, overrides)
     _check_criterion(criterion, options)
     current = [float(group["lr"]) for group in optimizer.param_groups]
     results = []
     for g in range(len(current)):
         with _restored(model, optimizer, train_loader, options):
             curve = _sweep(model, optimizer, criterion, train_loader, {g: 1.0}, options, f"LR range test, group {g}")
-        results.append(_result(curve, options, lambda lr, g=g: [lr if k == g else v for k, v in enumerate(current)], g))
+        results.append(_result(curve, options, _with_group(current, g), g))
     return tuple(results)
 
 
@@ -159,6 +165,11 @@ def find_group_lrs(model: nn.Module, optimizer: torch.optim.Optimizer, criterion
 def _check_criterion(criterion: Callable | None, options: FinderOptions) -> None:
     if criterion is None and options.step_fn is None:
         raise ValueError("find_lr: criterion must be given unless step_fn computes the loss, got criterion=None")
+
+
+def _with_group(current: list[float], g: int) -> Callable[[float], list[float]]:
+    """``lr -> current`` LRs with group g's replaced by `lr`."""
+    return lambda lr: [lr if k == g else v for k, v in enumerate(current)]
 
 
 def _group_scales(groups: Sequence[dict]) -> list[float]:
@@ -189,7 +200,7 @@ def _restored(model, optimizer, train_loader, options: FinderOptions) -> Iterato
         snapshot.restore()
 
 
-def _result(curve: "_Curve", options: FinderOptions, group_lrs_of: Callable[[float], list[float]],
+def _result(curve: _Curve, options: FinderOptions, group_lrs_of: Callable[[float], list[float]],
             group: int | None) -> FinderResult:
     if len(curve.raw) < 2:
         raise RuntimeError(f"the LR range test recorded {len(curve.raw)} finite loss(es) before it stopped "
@@ -236,7 +247,7 @@ def _sweep(model, optimizer, criterion, train_loader, scales: Mapping[int, float
     curve, best = _Curve([], [], "completed"), math.inf
     model.train()
     lrs = options.lrs.tolist()
-    with _progress_bar(options.progress and _rank() == 0, len(lrs), label) as advance:
+    with progress_bar(label, len(lrs), enabled=options.progress and _rank() == 0, transient=True) as bar:
         for lr in lrs:
             for g, scale in scales.items():
                 groups[g]["lr"] = lr * scale
@@ -252,7 +263,7 @@ def _sweep(model, optimizer, criterion, train_loader, scales: Mapping[int, float
             curve.raw.append(value)
             curve.smoothed.append(current)
             best = min(best, current)
-            advance()
+            bar.advance()
             if current > options.diverge_factor * best:
                 curve.stop = "diverged"
                 break
@@ -267,20 +278,23 @@ def _device(model: nn.Module, device: torch.device | str | None) -> torch.device
     return first.device if first is not None else torch.device("cpu")
 
 
-def _train_iteration(model, optimizer, batches, step, device, accumulation_steps, grad_scaler, autocast) -> torch.Tensor:
+def _train_iteration(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterator[Any], step: StepFn,
+                     device: torch.device, accumulation_steps: int, grad_scaler: Any,
+                     autocast: contextlib.AbstractContextManager) -> torch.Tensor:
+    """One optimizer step on `accumulation_steps` batches; their summed (already divided) losses."""
     optimizer.zero_grad(set_to_none=True)
-    total = None
+    losses = []
     for _ in range(accumulation_steps):
         with autocast:
             loss = step(model, to_device(next(batches), device)) / accumulation_steps
         (grad_scaler.scale(loss) if grad_scaler is not None else loss).backward()
-        total = loss.detach() if total is None else total + loss.detach()
+        losses.append(loss.detach())
     if grad_scaler is not None:
         grad_scaler.step(optimizer)
         grad_scaler.update()
     else:
         optimizer.step()
-    return total
+    return sum(losses[1:], losses[0])  # summed in order: L_0 + L_1 + ...
 
 
 def _validation_loss(model, val_loader, step, device, autocast) -> torch.Tensor:
@@ -319,16 +333,3 @@ def _rank() -> int:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank()
     return 0
-
-
-@contextlib.contextmanager
-def _progress_bar(enabled: bool, total: int, label: str) -> Iterator[Callable[[], None]]:
-    """A transient rich progress bar; yields `advance()` (a no-op when disabled)."""
-    if not enabled:
-        yield lambda: None
-        return
-    bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   transient=True)
-    task = bar.add_task(label, total=total)
-    with bar:
-        yield lambda: bar.advance(task)

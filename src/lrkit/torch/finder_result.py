@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import MISSING, Field, dataclass, fields
 from typing import Any
 
 import numpy as np
 
-from lrkit.suggest import Suggestion, clr_bounds, suggest
+from lrkit.suggest import Method, Suggestion, clr_bounds, suggest
+from lrkit.validation import choice
 
 STOP_REASONS = ("completed", "diverged", "non-finite")
+
+#: The JSON key of each `Suggestion` field in `FinderResult.to_dict` (flat, next to the curve).
+_SUGGESTION_KEYS = {"lr": "suggestion"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -20,37 +25,60 @@ class FinderResult:
     when all groups move together); ``raw_losses[i]`` the loss of that iteration's batch, computed
     before the update (fastai's and torch-lr-finder's pairing), or the validation loss after it
     when a ``val_loader`` was given; ``losses`` the bias-corrected smoothed losses the
-    suggestions read. ``group_lrs`` are the LRs to give every parameter group: the suggestion
-    scaled by each group's ratio, or, for a one-group sweep, the suggestion for the swept group
-    with the others unchanged.
+    suggestions read. ``found`` is what `lrkit.suggest.suggest` concluded from them;
+    ``suggestion``, ``method``, ``suggestions``, ``interval``, ``confidence`` and ``notes`` read
+    it. ``group_lrs`` are the LRs to give every parameter group: the suggestion scaled by each
+    group's ratio, or, for a one-group sweep, the suggestion for the swept group with the others
+    unchanged. ``stop_reason`` is one of `STOP_REASONS`.
     """
 
     lrs: np.ndarray
     losses: np.ndarray
     raw_losses: np.ndarray
-    suggestion: float
-    method: str
-    suggestions: dict[str, float]
-    interval: tuple[float, float]
-    confidence: str
-    notes: tuple[str, ...]
+    found: Suggestion
     clr_bounds: tuple[float, float]
     group_lrs: tuple[float, ...]
     stop_reason: str
     group: int | None = None
     validation: bool = False
 
+    def __post_init__(self) -> None:
+        choice("FinderResult", "stop_reason", self.stop_reason, STOP_REASONS)
+
     @classmethod
-    def from_curve(cls, lrs, losses, raw_losses, *, method: str, group_lrs_of, stop_reason: str,
-                   group: int | None = None, validation: bool = False) -> "FinderResult":
+    def from_curve(cls, lrs, losses, raw_losses, *, method: Method, group_lrs_of: Callable[[float], list[float]],
+                   stop_reason: str, group: int | None = None, validation: bool = False) -> FinderResult:
         """Suggestions for a recorded curve; `group_lrs_of(lr)` maps a suggestion to every group's LR."""
         lrs, losses, raw = (np.asarray(v, dtype=np.float64) for v in (lrs, losses, raw_losses))
-        found: Suggestion = suggest(lrs, losses, raw, method=method)
-        return cls(lrs=lrs, losses=losses, raw_losses=raw, suggestion=found.lr, method=method,
-                   suggestions=found.suggestions, interval=found.interval, confidence=found.confidence,
-                   notes=found.notes, clr_bounds=clr_bounds(lrs, losses),
+        found = suggest(lrs, losses, raw, method=method)
+        return cls(lrs=lrs, losses=losses, raw_losses=raw, found=found, clr_bounds=clr_bounds(lrs, losses),
                    group_lrs=tuple(float(v) for v in group_lrs_of(found.lr)), stop_reason=stop_reason,
                    group=group, validation=validation)
+
+    @property
+    def suggestion(self) -> float:
+        """The suggested LR (of the rule `method`)."""
+        return self.found.lr
+
+    @property
+    def method(self) -> str:
+        return self.found.method
+
+    @property
+    def suggestions(self) -> dict[str, float]:
+        return self.found.suggestions
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return self.found.interval
+
+    @property
+    def confidence(self) -> str:
+        return self.found.confidence
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return self.found.notes
 
     def plot(self, ax=None, *, show_raw: bool = True):
         """Loss against LR (log x), each suggestion marked, the heuristics' interval shaded."""
@@ -81,23 +109,51 @@ class FinderResult:
         return ax
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: arrays as lists, tuples as lists."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = value.tolist() if isinstance(value, np.ndarray) else list(value) if isinstance(value, tuple) else value
-        return out
+        """JSON-ready and flat: arrays and tuples as lists, the `Suggestion` fields next to the
+        curve (its ``lr`` as ``"suggestion"``)."""
+        return {key: _jsonable(getattr(self.found if nested else self, f.name))
+                for key, (nested, f) in _json_fields().items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FinderResult":
+    def from_dict(cls, data: dict[str, Any]) -> FinderResult:
         """Rebuild a result from `to_dict` output."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
+        known = _json_fields()
+        unknown = sorted(set(data) - set(known))
+        missing = [key for key, (_, f) in known.items() if key not in data and f.default is MISSING]
+        problems = []
         if unknown:
-            raise ValueError(f"FinderResult.from_dict: unknown keys {sorted(unknown)}; allowed: {sorted(known)}")
-        values = dict(data)
+            problems.append(f"unknown keys {unknown}")
+        if missing:
+            problems.append(f"missing keys {missing}")
+        if problems:
+            raise ValueError(f"FinderResult.from_dict: {', '.join(problems)}; allowed: {sorted(known)}")
+        own = {f.name: data[key] for key, (nested, f) in known.items() if key in data and not nested}
+        found = {f.name: data[key] for key, (nested, f) in known.items() if key in data and nested}
         for name in ("lrs", "losses", "raw_losses"):
-            values[name] = np.asarray(values[name], dtype=np.float64)
-        for name in ("interval", "notes", "clr_bounds", "group_lrs"):
-            values[name] = tuple(values[name])
-        return cls(**values)
+            own[name] = np.asarray(own[name], dtype=np.float64)
+        for name in ("clr_bounds", "group_lrs"):
+            own[name] = tuple(own[name])
+        found.update(suggestions=dict(found["suggestions"]), interval=tuple(found["interval"]),
+                     notes=tuple(found.get("notes", ())))
+        return cls(found=Suggestion(**found), **own)
+
+
+def _json_fields() -> dict[str, tuple[bool, Field]]:
+    """JSON key -> (whether it is a field of the `Suggestion`, the dataclass field), in `to_dict`
+    order: the result's fields, with ``found`` replaced by the Suggestion's fields."""
+    out: dict[str, tuple[bool, Field]] = {}
+    for f in fields(FinderResult):
+        if f.name == "found":
+            out.update({_SUGGESTION_KEYS.get(g.name, g.name): (True, g) for g in fields(Suggestion)})
+        else:
+            out[f.name] = (False, f)
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    """Arrays and tuples as lists, dicts copied; anything else unchanged."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return list(value)
+    return dict(value) if isinstance(value, dict) else value

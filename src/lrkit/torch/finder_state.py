@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,7 +49,7 @@ class TrainingSnapshot:
 
     @classmethod
     def take(cls, model: nn.Module, optimizer: torch.optim.Optimizer, *, loaders: Iterable[Any] = (),
-             grad_scaler: Any = None) -> "TrainingSnapshot":
+             grad_scaler: Any = None) -> TrainingSnapshot:
         cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
         return cls(
             model=model,

@@ -18,14 +18,15 @@ BatchNorm layers of frozen groups follow the explicit ``bn`` option:
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
+from numbers import Integral
 from typing import Any, Literal
 
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from lrkit.torch.groups import LayerGroup
+from lrkit.validation import choice, fail, instance, integer, integer_in, positive
 
 __all__ = ["BN_MODES", "GradualUnfreezing", "freeze", "unfreeze"]
 
@@ -62,21 +63,15 @@ def _holds_eval(bn: nn.Module) -> bool:
     return any(f is _eval_pre_hook for f in bn._forward_pre_hooks.values())
 
 
-def _check_bn(bn: str) -> None:
-    if bn not in BN_MODES:
-        raise ValueError(f"bn: must be one of {BN_MODES}, got {bn!r}")
-
-
-def _parts(target: Target) -> list[tuple[list[nn.Parameter], list[nn.Module]]]:
-    """(parameters, modules) pairs of a module or of each layer group."""
+def _parts(owner: str, name: str, target: Target) -> list[tuple[list[nn.Parameter], list[nn.Module]]]:
+    """(parameters, modules) pairs of a module or of each layer group (`name` is `target`'s, for errors)."""
     if isinstance(target, nn.Module):
         return [(list(target.parameters()), [target])]
     if isinstance(target, LayerGroup):
-        raise ValueError("target: pass a list of LayerGroups (or a module), not a single LayerGroup")
+        raise fail(owner, name, "a module or a list of LayerGroups, not a single LayerGroup", target)
     parts = []
     for i, group in enumerate(target):
-        if not isinstance(group, LayerGroup):
-            raise ValueError(f"target[{i}]: expected a LayerGroup, got {type(group).__name__}")
+        instance(owner, f"{name}[{i}]", group, LayerGroup, "a LayerGroup")
         parts.append((list(group.params), list(group.modules)))
     return parts
 
@@ -115,16 +110,15 @@ def freeze(target: Target, upto: int | None = None, *, bn: BNMode = "freeze") ->
     ``freeze``); ``upto=k`` is fastai's ``freeze_to(k)``. ``bn`` sets how BatchNorm layers in
     frozen groups behave (module docstring).
     """
-    _check_bn(bn)
-    parts = _parts(target)
+    choice("freeze", "bn", bn, BN_MODES)
+    parts = _parts("freeze", "target", target)
     if isinstance(target, nn.Module):
         if upto is not None:
-            raise ValueError(f"upto: only applies to a list of layer groups, got upto={upto!r} with a module")
+            raise fail("freeze", "upto", "None for a module (it only applies to a list of layer groups)", upto)
         upto = 1
     elif upto is None:
         upto = len(parts) - 1
-    if isinstance(upto, bool) or not isinstance(upto, int) or not 0 <= upto <= len(parts):
-        raise ValueError(f"upto: must be an integer in [0, {len(parts)}] (number of groups to freeze), got {upto!r}")
+    integer_in("freeze", "upto", upto, 0, len(parts), "number of groups to freeze")
     for params, modules in parts[upto:]:
         _unfreeze_part(params, modules)
     for params, modules in parts[:upto]:
@@ -134,7 +128,7 @@ def freeze(target: Target, upto: int | None = None, *, bn: BNMode = "freeze") ->
 def unfreeze(target: Target) -> None:
     """Make every parameter of a module or of the layer groups trainable again (and let its
     BatchNorm layers follow ``model.train()``/``model.eval()`` again)."""
-    for params, modules in _parts(target):
+    for params, modules in _parts("unfreeze", "target", target):
         _unfreeze_part(params, modules)
 
 
@@ -163,13 +157,12 @@ class GradualUnfreezing:
         start: int = 1,
         bn: BNMode = "freeze",
     ) -> None:
-        _check_bn(bn)
+        choice("GradualUnfreezing", "bn", bn, BN_MODES)
         self.groups = list(groups)
-        _parts(self.groups)
+        _parts("GradualUnfreezing", "groups", self.groups)
         if not self.groups:
-            raise ValueError("groups: expected at least one LayerGroup, got none")
-        if isinstance(start, bool) or not isinstance(start, int) or not 1 <= start <= len(self.groups):
-            raise ValueError(f"start: must be an integer in [1, {len(self.groups)}] (groups trainable at step 0), got {start!r}")
+            raise fail("GradualUnfreezing", "groups", "at least one LayerGroup", self.groups)
+        integer_in("GradualUnfreezing", "start", start, 1, len(self.groups), "groups trainable at step 0")
         self.period = _period(every, steps_per_epoch)
         self.start = start
         self.bn = bn
@@ -197,25 +190,22 @@ class GradualUnfreezing:
         return {"step_count": self.step_count}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        step = state.get("step_count")
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise ValueError(f"state['step_count']: must be an integer >= 0, got {step!r}")
-        self.step_count = step
+        self.step_count = integer("GradualUnfreezing.load_state_dict", "state['step_count']", state.get("step_count"),
+                                  minimum=0)
         self._apply()
 
 
 def _period(every: float, steps_per_epoch: int | None) -> int:
-    if isinstance(every, bool) or not isinstance(every, (int, float)) or not math.isfinite(every) or every <= 0:
-        raise ValueError(f"every: must be a finite number > 0, got {every!r}")
+    """Optimizer steps between two unfreezings: `every` steps, or `every` epochs of `steps_per_epoch`."""
+    positive("GradualUnfreezing", "every", every)
     if steps_per_epoch is None:
-        if not isinstance(every, int):
-            raise ValueError(f"every: counts optimizer steps and must be an integer without steps_per_epoch, got {every!r}")
-        return every
-    if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
-        raise ValueError(f"steps_per_epoch: must be an integer >= 1, got {steps_per_epoch!r}")
-    steps = every * steps_per_epoch
+        if not isinstance(every, Integral):
+            raise fail("GradualUnfreezing", "every", "an integer without steps_per_epoch (it counts optimizer steps)",
+                       every)
+        return int(every)
+    integer("GradualUnfreezing", "steps_per_epoch", steps_per_epoch, minimum=1)
+    steps = float(every * steps_per_epoch)
     if abs(steps - round(steps)) > 1e-9 or round(steps) < 1:
-        raise ValueError(
-            f"every: {every!r} epochs x steps_per_epoch {steps_per_epoch} = {steps} steps; must be a whole number >= 1"
-        )
-    return int(round(steps))
+        raise fail("GradualUnfreezing", "every", f"a whole number >= 1 of steps ({steps_per_epoch} per epoch: "
+                   f"{steps:g})", every)
+    return round(steps)

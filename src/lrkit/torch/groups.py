@@ -12,12 +12,14 @@ first group that reaches them).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from torch import nn
+
+from lrkit.validation import fail, integer, integer_in, positive
 
 __all__ = ["LayerGroup", "discriminative_param_groups", "layer_groups"]
 
@@ -112,7 +114,8 @@ def _build(model: nn.Module, members: Sequence[Sequence[tuple[str, nn.Module]]])
     params_of[0] = stray + params_of[0]
     empty = [[n for n, _ in group] for group, owned in zip(members, params_of) if not owned]
     if empty:
-        raise ValueError(f"split: groups {empty} own no parameters (all tied to earlier groups, or none)")
+        raise fail("layer_groups", "split", "groups that each own a parameter; these own none (all tied to "
+                   "earlier groups, or none)", empty)
     order = {id(p): i for i, p in enumerate(model.parameters())}
     groups = []
     for group, owned in zip(members, params_of):
@@ -128,15 +131,14 @@ def _by_names(model: nn.Module, split: Sequence[str]) -> list[list[tuple[str, nn
     for boundary in split:
         hits = [i for i, unit in enumerate(names) if any(n == boundary or n.startswith(boundary + ".") for n in unit)]
         if not hits:
-            raise ValueError(f"split: module name {boundary!r} starts no unit; units are {names}")
+            raise fail("layer_groups", "each name in split", f"a unit name or a prefix of one (units: {names})",
+                       boundary)
         starts.append(hits[0])
-    if any(b <= a for a, b in zip(starts, starts[1:])) or starts[0] == 0:
-        raise ValueError(
-            f"split: names must start groups strictly after the first unit, in module order; got {list(split)} "
-            f"at unit positions {starts} of {names}"
-        )
+    if any(b <= a for a, b in pairwise(starts)) or starts[0] == 0:
+        raise fail("layer_groups", "split", f"names that start groups strictly after the first unit, in module "
+                   f"order (they start units {starts} of {names})", list(split))
     bounds = [0, *starts, len(units)]
-    return [[m for unit in units[a:b] for m in unit] for a, b in zip(bounds, bounds[1:])]
+    return [[m for unit in units[a:b] for m in unit] for a, b in pairwise(bounds)]
 
 
 def _by_callable(model: nn.Module, split: Callable[[nn.Module], Sequence[Any]]) -> list[list[tuple[str, nn.Module]]]:
@@ -146,19 +148,20 @@ def _by_callable(model: nn.Module, split: Callable[[nn.Module], Sequence[Any]]) 
         modules = [item] if isinstance(item, nn.Module) else list(item)
         for m in modules:
             if id(m) not in name_of:
-                raise ValueError(f"split: the callable returned a module that is not part of the model: {m!r}")
+                raise fail("layer_groups", "each module in split(model)", "a part of the model", m)
         members.append([(name_of[id(m)], m) for m in modules])
     if not members:
-        raise ValueError("split: the callable returned no groups")
+        raise fail("layer_groups", "split(model)", "a non-empty list of groups", members)
     covered: set[int] = set()
     for group in members:
         ids = {id(p) for _, m in group for p in m.parameters()}
         if ids & covered:
-            raise ValueError(f"split: groups overlap; group {[n for n, _ in group]} repeats parameters of earlier groups")
+            raise fail("layer_groups", "split(model)", "groups that do not overlap (this group repeats parameters "
+                       "of earlier groups)", [n for n, _ in group])
         covered |= ids
     missing = [n for n, p in model.named_parameters() if id(p) not in covered]
     if missing:
-        raise ValueError(f"split: the callable's groups miss parameters {missing}")
+        raise fail("layer_groups", "split(model)", "groups that cover every parameter (these are missed)", missing)
     return members
 
 
@@ -180,31 +183,24 @@ def layer_groups(
       lists of modules (fastai's ``splitter``), which must cover every parameter exactly once.
     """
     if n_groups is not None and split is not None:
-        raise ValueError(f"give n_groups or split, not both; got n_groups={n_groups!r} and split={split!r}")
+        raise fail("layer_groups", "split", "None when n_groups is given (give one, not both)", split)
     if not any(True for _ in model.parameters()):
-        raise ValueError("model: has no parameters to group")
+        raise fail("layer_groups", "model", "a module with parameters", model)
     if callable(split):
         return _build(model, _by_callable(model, split))
     if split is not None:
         if isinstance(split, str) or not split:
-            raise ValueError(f"split: expected a non-empty list of module names or a callable, got {split!r}")
+            raise fail("layer_groups", "split", "a non-empty list of module names or a callable", split)
         return _build(model, _by_names(model, split))
     units = _fresh(_units(model)) or [[("", model)]]
     if n_groups is None:
         return _build(model, units)
-    if isinstance(n_groups, bool) or not isinstance(n_groups, int) or not 1 <= n_groups <= len(units):
-        raise ValueError(f"n_groups: must be an integer in [1, {len(units)}] for this model (its units), got {n_groups!r}")
+    integer_in("layer_groups", "n_groups", n_groups, 1, len(units), "this model's units")
     members, start = [], 0
     for size in _chunks(len(units), n_groups):
         members.append([m for unit in units[start : start + size] for m in unit])
         start += size
     return _build(model, members)
-
-
-def _positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name}: must be a finite number > 0, got {value!r}")
-    return float(value)
 
 
 def discriminative_lrs(
@@ -222,30 +218,30 @@ def discriminative_lrs(
       ``lr_g = lo * (hi / lo) ** (g / (n_groups - 1))``.
     - ``lrs=[...]``: one explicit value per group.
     """
-    if isinstance(n_groups, bool) or not isinstance(n_groups, int) or n_groups < 1:
-        raise ValueError(f"n_groups: must be an integer >= 1, got {n_groups!r}")
+    owner = "discriminative_lrs"
+    integer(owner, "n_groups", n_groups, minimum=1)
     if (lr is None) == (lrs is None):
-        raise ValueError(f"give exactly one of lr and lrs; got lr={lr!r}, lrs={lrs!r}")
+        raise fail(owner, "(lr, lrs)", "one value and one None (give exactly one of lr and lrs)", (lr, lrs))
     if lrs is not None:
-        values = [_positive(f"lrs[{i}]", v) for i, v in enumerate(lrs)]
+        values = [float(positive(owner, f"lrs[{i}]", v)) for i, v in enumerate(lrs)]
         if len(values) != n_groups:
-            raise ValueError(f"lrs: needs one value per group ({n_groups}), got {len(values)}")
+            raise fail(owner, "lrs", f"one value per group ({n_groups} values)", list(lrs))
         return values
     if isinstance(lr, slice):
         if lr.step is not None:
-            raise ValueError(f"lr: a slice takes no step, got {lr!r}")
+            raise fail(owner, "lr", "a slice with no step", lr)
         lr = (lr.start, lr.stop)
     if isinstance(lr, tuple):
         if len(lr) != 2:
-            raise ValueError(f"lr: a range must be (lo, hi), got {lr!r}")
-        lo, hi = _positive("lr[0] (lo)", lr[0]), _positive("lr[1] (hi)", lr[1])
+            raise fail(owner, "lr", "a range (lo, hi) of two numbers", lr)
+        lo, hi = float(positive(owner, "lr[0] (lo)", lr[0])), float(positive(owner, "lr[1] (hi)", lr[1]))
         if lo > hi:
-            raise ValueError(f"lr: expected lo <= hi, got {lr!r}")
+            raise fail(owner, "lr", "a range (lo, hi) with lo <= hi", lr)
         if n_groups == 1:
             return [hi]
         return [lo * (hi / lo) ** (g / (n_groups - 1)) for g in range(n_groups)]
-    head = _positive("lr", lr)
-    step = _positive("factor", factor)
+    head = float(positive(owner, "lr", lr))
+    step = float(positive(owner, "factor", factor))
     return [head / step ** (n_groups - 1 - g) for g in range(n_groups)]
 
 
@@ -265,8 +261,9 @@ def discriminative_param_groups(
     ``lrkit.torch.ScheduledLR`` keeps the ratios: group g gets ``lr_g / lr_0 * schedule(step)``.
     """
     if not groups:
-        raise ValueError("groups: expected at least one LayerGroup, got none")
+        raise fail("discriminative_param_groups", "groups", "at least one LayerGroup", groups)
     if "params" in options or "lr" in options:
-        raise ValueError(f"options: 'params' and 'lr' are set per group; got {sorted(options)}")
+        raise fail("discriminative_param_groups", "options", "free of 'params' and 'lr' (set per group)",
+                   sorted(options))
     values = discriminative_lrs(len(groups), lr, factor=factor, lrs=lrs)
     return [{"params": list(g.params), "lr": value, **options} for g, value in zip(groups, values)]

@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from numbers import Real
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
+
+from lrkit.torch._group_lrs import current_lrs, group_scales, write_lrs
+from lrkit.validation import choice, fail, flag, in_range, instance, integer, non_negative, optional, positive
 
 logger = logging.getLogger(__name__)
 
@@ -46,19 +49,17 @@ def lipschitz_constant(loss: str, k_z: float, batch_size: int, *, num_classes: i
     `num_classes` (k ≥ 2), MSE needs `k_a` (outputs) and `k_y` (targets). The L2 term adds
     ``weight_decay · max_weight_norm``.
     """
-    if loss not in LOSSES:
-        raise ValueError(f"lipschitz_constant: loss must be one of {LOSSES}, got {loss!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"lipschitz_constant: batch_size must be an integer >= 1, got {batch_size!r}")
+    owner = "lipschitz_constant"
+    choice(owner, "loss", loss, LOSSES)
+    integer(owner, "batch_size", batch_size, minimum=1)
     if loss == "softmax_ce":
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"lipschitz_constant: softmax_ce needs num_classes >= 2, got {num_classes!r}")
-        value = (num_classes - 1) / (num_classes * batch_size) * k_z
+        classes = integer(owner, "num_classes (softmax_ce)", num_classes, minimum=2)
+        value = (classes - 1) / (classes * batch_size) * k_z
     elif loss == "bce":
         value = k_z / (2 * batch_size)
     else:
         if k_a is None or k_y is None:
-            raise ValueError(f"lipschitz_constant: mse needs k_a and k_y, got k_a={k_a!r}, k_y={k_y!r}")
+            raise fail(owner, "(k_a, k_y)", "two numbers for loss='mse'", (k_a, k_y))
         value = (k_a + k_y) * k_z / batch_size
     return value + weight_decay * max_weight_norm
 
@@ -121,7 +122,7 @@ class _EpochStats:
                 "batch_size": self.batch_size, "num_classes": self.num_classes}
 
     @classmethod
-    def from_floats(cls, state: dict[str, Any]) -> "_EpochStats":
+    def from_floats(cls, state: dict[str, Any]) -> _EpochStats:
         def tensor(value):
             return None if value is None else torch.tensor(float(value), dtype=torch.float64)
         return cls(tensor(state["k_z"]), tensor(state["k_a"]), tensor(state["k_y"]),
@@ -179,6 +180,12 @@ class LipschitzLR(LRScheduler):
     **Safety.** A non-finite or non-positive L or LR leaves the LR unchanged (and the EMAs
     untouched) and logs a warning; `max_lr` caps the LR. Param groups keep their initial LR
     ratios. `state_dict` holds the EMAs, the epoch and the partial epoch's maxima.
+
+    **Torch's contract.** The constructor ends with torch's ``LRScheduler.__init__`` and `step`
+    calls ``LRScheduler.step`` (rather than copying their attributes): torch's initial step sets
+    epoch 0's LR (``last_epoch`` −1 → 0), each later `step()` computes the next epoch's ``α`` and
+    torch writes `get_lr` (``scale_g·α``) to the groups, so ``_step_count``, ``base_lrs``,
+    `get_last_lr` and the "``scheduler.step()`` before ``optimizer.step()``" warning are torch's own.
     """
 
     def __init__(self, optimizer: Optimizer, model: nn.Module, loss: str, *, last_layer: nn.Module | None = None,
@@ -187,45 +194,36 @@ class LipschitzLR(LRScheduler):
                  max_lr: float | None = None, initial_lr: float | None = None,
                  ema_init: tuple[float, float] = (0.0, 0.0), bias_correction: bool = False, eps: float = 1e-7,
                  batch_size: int | None = None, full_pass_loader: Iterable | None = None):
-        if not isinstance(optimizer, Optimizer):
-            raise ValueError(f"LipschitzLR: optimizer must be a torch.optim.Optimizer, got {optimizer!r}")
-        if not isinstance(model, nn.Module):
-            raise ValueError(f"LipschitzLR: model must be an nn.Module, got {model!r}")
-        if loss not in LOSSES:
-            raise ValueError(f"LipschitzLR: loss must be one of {LOSSES}, got {loss!r}")
-        if norm not in NORMS:
-            raise ValueError(f"LipschitzLR: norm must be one of {NORMS}, got {norm!r}")
-        variant = _infer_variant(optimizer) if variant is None else variant
-        if variant not in VARIANTS:
-            raise ValueError(f"LipschitzLR: variant must be one of {VARIANTS} or None, got {variant!r}")
+        owner = "LipschitzLR"
+        instance(owner, "optimizer", optimizer, Optimizer, "a torch.optim.Optimizer")
+        instance(owner, "model", model, nn.Module, "an nn.Module")
+        choice(owner, "loss", loss, LOSSES)
+        choice(owner, "norm", norm, NORMS)
+        variant = choice(owner, "variant", _infer_variant(optimizer) if variant is None else variant, VARIANTS)
         betas = _optimizer_betas(optimizer, variant) if betas is None else betas
-        if (not isinstance(betas, (tuple, list)) or len(betas) != 2
-                or not all(_is_real(b) and 0.0 <= b < 1.0 for b in betas)):
-            raise ValueError(f"LipschitzLR: betas must be two numbers in [0, 1), got {betas!r}")
-        _check_positive("weight_decay", weight_decay, allow_zero=True)
-        _check_positive("eps", eps, allow_zero=True)
-        if max_lr is not None:
-            _check_positive("max_lr", max_lr)
-        if initial_lr is not None:
-            _check_positive("initial_lr", initial_lr)
-        if not isinstance(ema_init, (tuple, list)) or len(ema_init) != 2:
-            raise ValueError(f"LipschitzLR: ema_init must be a pair (K1, K2), got {ema_init!r}")
+        _check_pair(owner, "betas", betas, "two numbers in [0, 1)")
+        for beta in betas:
+            in_range(owner, "each of betas", beta, 0.0, 1.0, open_high=True)
+        non_negative(owner, "weight_decay", weight_decay)
+        optional(positive, owner, "max_lr", max_lr)
+        optional(positive, owner, "initial_lr", initial_lr)
+        _check_pair(owner, "ema_init", ema_init, "a pair (K1, K2) of numbers >= 0")
         for value in ema_init:
-            _check_positive("ema_init", value, allow_zero=True)
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-            raise ValueError(f"LipschitzLR: batch_size must be an integer >= 1 or None, got {batch_size!r}")
+            non_negative(owner, "each of ema_init", value)
+        flag(owner, "bias_correction", bias_correction)
+        non_negative(owner, "eps", eps)
+        optional(integer, owner, "batch_size", batch_size, minimum=1)
         if full_pass_loader is not None and iter(full_pass_loader) is full_pass_loader:
-            raise ValueError("LipschitzLR: full_pass_loader must be re-iterable every epoch (a DataLoader or a "
-                             f"list), got the one-shot iterator {full_pass_loader!r}")
+            raise fail(owner, "full_pass_loader", "re-iterable every epoch (a DataLoader or a list), not a one-shot "
+                       "iterator", full_pass_loader)
         if loss == "mse" and full_pass_loader is None and not isinstance(criterion, nn.Module):
-            raise ValueError("LipschitzLR: loss='mse' collected during training needs criterion=the nn.Module loss "
-                             f"(its targets enter K_y), got {criterion!r}")
+            raise fail(owner, "criterion", "the nn.Module loss when loss='mse' is collected during training (its "
+                       "targets enter K_y)", criterion)
         if last_layer is None:
             last_layer = find_last_layer(model)
         elif not any(module is last_layer for module in model.modules()):
-            raise ValueError(f"LipschitzLR: last_layer {last_layer!r} is not a submodule of the model")
+            raise fail(owner, "last_layer", "a submodule of the model", last_layer)
 
-        self.optimizer = optimizer
         self.model = model
         self.loss = loss
         self.last_layer = last_layer
@@ -234,7 +232,8 @@ class LipschitzLR(LRScheduler):
         self.norm = norm
         self.weight_decay = float(weight_decay)
         self.max_lr = None if max_lr is None else float(max_lr)
-        self.bias_correction = bool(bias_correction)
+        self.initial_lr = None if initial_lr is None else float(initial_lr)
+        self.bias_correction = bias_correction
         self.eps = float(eps)
         self.batch_size = batch_size
         self.full_pass_loader = full_pass_loader
@@ -242,25 +241,14 @@ class LipschitzLR(LRScheduler):
         self.updates = 0  # EMA updates made
         self.skipped = 0  # epochs whose L or LR was unusable
         self.last_lipschitz: float | None = None
-        self.last_epoch = 0  # epochs completed (torch's name)
-        for group in optimizer.param_groups:
-            group.setdefault("initial_lr", float(group["lr"]))
-        self.base_lrs = [float(group["initial_lr"]) for group in optimizer.param_groups]
-        if self.base_lrs[0] <= 0:
-            raise ValueError(f"LipschitzLR: the first param group's lr must be > 0 to define the group scales, "
-                             f"got {self.base_lrs[0]!r}")
-        self.scales = [lr / self.base_lrs[0] for lr in self.base_lrs]
+        self.scales = group_scales(owner, optimizer)
+        self._lrs = [float(group["lr"]) for group in optimizer.param_groups]  # what get_lr returns
         self._stats = _EpochStats()
         self._in_full_pass = False
         self._handles = [last_layer.register_forward_hook(self._layer_hook)]
         if loss == "mse" and criterion is not None:
             self._handles.append(criterion.register_forward_hook(self._criterion_hook, with_kwargs=True))
-        self._last_lr = [float(group["lr"]) for group in optimizer.param_groups]
-        if initial_lr is not None:
-            self._set_lr(float(initial_lr))
-        elif full_pass_loader is not None:
-            self._full_pass()
-            self._update_from_stats()
+        super().__init__(optimizer)  # its initial step sets epoch 0's LR (see `step`)
 
     # ---- collection ---------------------------------------------------------------------------
     def _collecting(self) -> bool:
@@ -277,7 +265,7 @@ class LipschitzLR(LRScheduler):
             with torch.no_grad():
                 self._stats.observe_targets(target, self.norm)
 
-    def _full_pass(self) -> None:
+    def _full_pass(self, loader: Iterable) -> None:
         """The paper's separate pass: eval mode, no grad, the current weights."""
         was_training = self.model.training
         device = next(self.model.parameters()).device
@@ -285,7 +273,7 @@ class LipschitzLR(LRScheduler):
         self._in_full_pass = True
         try:
             with torch.no_grad():
-                for batch in self.full_pass_loader:
+                for batch in loader:
                     inputs, targets = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
                     self.model(inputs.to(device))
                     if self.loss == "mse":
@@ -297,35 +285,49 @@ class LipschitzLR(LRScheduler):
             self.model.train(was_training)
 
     # ---- the rule -----------------------------------------------------------------------------
-    def step(self, epoch: None = None) -> None:  # noqa: D102 (torch's signature)
-        """End of an epoch: compute the next epoch's LR from this epoch's activations."""
+    def step(self, epoch: int | None = None) -> None:
+        """End of an epoch: compute the next epoch's LR from this epoch's activations.
+
+        Torch's constructor makes the first call (``last_epoch`` −1 → 0): it sets epoch 0's LR,
+        `initial_lr`, else one from a full pass when `full_pass_loader` is given, else the
+        optimizer's own. ``LRScheduler.step`` then writes `get_lr` and keeps torch's counters.
+        """
         if epoch is not None:
-            raise ValueError(f"LipschitzLR.step: epochs advance one at a time, got epoch={epoch!r}")
+            raise fail("LipschitzLR.step", "epoch", "None (epochs advance one at a time)", epoch)
+        if self.last_epoch >= 0:
+            self._end_epoch()
+        elif self.initial_lr is not None:
+            self._set_lr(self.initial_lr)
+        elif self.full_pass_loader is not None:
+            self._end_epoch()
+        super().step()
+
+    def _end_epoch(self) -> None:
         if self.full_pass_loader is not None:
             self._stats = _EpochStats()
-            self._full_pass()
-        self.last_epoch += 1
+            self._full_pass(self.full_pass_loader)
         self._update_from_stats()
 
     def _update_from_stats(self) -> None:
         stats, self._stats = self._stats, _EpochStats()
-        if stats.k_z is None:
+        k_z = _to_float(stats.k_z)
+        if k_z is None:
             self.skipped += 1
             logger.warning("LipschitzLR: no batch reached the last layer in training mode during epoch %d; "
-                           "LR left at %s", self.last_epoch, self._last_lr)
+                           "LR left at %s", self.last_epoch, self._lrs)
             return
-        lipschitz = self._lipschitz(stats)
+        lipschitz = self._lipschitz(stats, k_z)
         if not math.isfinite(lipschitz) or lipschitz <= 0:
             self.skipped += 1
             logger.warning("LipschitzLR: unusable Lipschitz constant L=%r at epoch %d (K_z=%r); LR left at %s",
-                           lipschitz, self.last_epoch, _to_float(stats.k_z), self._last_lr)
+                           lipschitz, self.last_epoch, k_z, self._lrs)
             return
         k1, k2, updates = self._ema(lipschitz)
         lr = self._lr_rule(lipschitz, k1, k2, updates)
         if not math.isfinite(lr) or lr <= 0:
             self.skipped += 1
             logger.warning("LipschitzLR: unusable LR %r at epoch %d (L=%r); LR left at %s",
-                           lr, self.last_epoch, lipschitz, self._last_lr)
+                           lr, self.last_epoch, lipschitz, self._lrs)
             return
         self.k1, self.k2, self.updates, self.last_lipschitz = k1, k2, updates, lipschitz
         if self.max_lr is not None and lr > self.max_lr:
@@ -333,7 +335,7 @@ class LipschitzLR(LRScheduler):
             lr = self.max_lr
         self._set_lr(lr)
 
-    def _lipschitz(self, stats: _EpochStats) -> float:
+    def _lipschitz(self, stats: _EpochStats, k_z: float) -> float:
         max_weight_norm = 0.0
         if self.weight_decay > 0:
             with torch.no_grad():
@@ -342,7 +344,7 @@ class LipschitzLR(LRScheduler):
         if self.loss == "mse" and k_y is None:
             raise RuntimeError("LipschitzLR: loss='mse' saw no targets this epoch; call the criterion "
                                "passed as criterion= on the model's outputs")
-        return lipschitz_constant(self.loss, float(stats.k_z), self.batch_size or stats.batch_size,
+        return lipschitz_constant(self.loss, k_z, self.batch_size or stats.batch_size,
                                   num_classes=stats.num_classes, k_a=_to_float(stats.k_a), k_y=k_y,
                                   weight_decay=self.weight_decay, max_weight_norm=max_weight_norm)
 
@@ -365,13 +367,12 @@ class LipschitzLR(LRScheduler):
         return math.sqrt(k2 + self.eps) / k1
 
     def _set_lr(self, lr: float) -> None:
-        for group, scale in zip(self.optimizer.param_groups, self.scales):
-            group["lr"] = scale * lr
-        self._last_lr = [float(group["lr"]) for group in self.optimizer.param_groups]
+        self._lrs = [scale * lr for scale in self.scales]
 
-    def get_lr(self) -> list[float]:
-        """The LRs currently set (the rule needs activations, so there is no closed form)."""
-        return list(self._last_lr)
+    def get_lr(self) -> list[float | Tensor]:
+        """The LRs of the epoch starting now: ``scale_g · α`` from the rule (no closed form: it needs
+        activations), or the optimizer's own until the rule gives a usable α."""
+        return list(self._lrs)
 
     def remove_hooks(self) -> None:
         """Detach the forward hooks (the scheduler stops collecting)."""
@@ -383,11 +384,12 @@ class LipschitzLR(LRScheduler):
     def state_dict(self) -> dict[str, Any]:
         """EMAs, counters, current LRs and the partial epoch's maxima (tensor-free)."""
         return {"epoch": self.last_epoch, "k1": self.k1, "k2": self.k2, "updates": self.updates,
-                "skipped": self.skipped, "last_lipschitz": self.last_lipschitz, "lrs": list(self._last_lr),
+                "skipped": self.skipped, "last_lipschitz": self.last_lipschitz, "lrs": list(self._lrs),
                 "stats": self._stats.as_floats()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Continue the saved run: same EMAs, same LRs, same partial-epoch maxima."""
+        owner = "LipschitzLR.load_state_dict"
         try:
             lrs = [float(lr) for lr in state_dict["lrs"]]
             stats = _EpochStats.from_floats(state_dict["stats"])
@@ -395,16 +397,16 @@ class LipschitzLR(LRScheduler):
             k1, k2, skipped = float(state_dict["k1"]), float(state_dict["k2"]), int(state_dict["skipped"])
             last = state_dict["last_lipschitz"]
         except (KeyError, TypeError, ValueError):
-            raise ValueError(f"LipschitzLR.load_state_dict: not a LipschitzLR state: {state_dict!r}") from None
-        if len(lrs) != len(self.optimizer.param_groups):
-            raise ValueError(f"LipschitzLR.load_state_dict: saved {len(lrs)} LRs, the optimizer has "
-                             f"{len(self.optimizer.param_groups)} param groups")
+            raise fail(owner, "state_dict", "a state saved by LipschitzLR.state_dict()", state_dict) from None
+        groups = len(self.optimizer.param_groups)
+        if len(lrs) != groups:
+            raise fail(owner, "lrs", f"one LR per param group ({groups})", lrs)
         self.last_epoch, self.k1, self.k2, self.updates, self.skipped = epoch, k1, k2, updates, skipped
         self.last_lipschitz = None if last is None else float(last)
         self._stats = stats
-        for group, lr in zip(self.optimizer.param_groups, lrs):
-            group["lr"] = lr
-        self._last_lr = lrs
+        self._lrs = lrs
+        write_lrs(self.optimizer, self.get_lr())
+        self._last_lr = current_lrs(self.optimizer)
 
 
 def _infer_variant(optimizer: Optimizer) -> str:
@@ -414,8 +416,8 @@ def _infer_variant(optimizer: Optimizer) -> str:
         return "rmsprop"
     if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
         return "adam"
-    raise ValueError(f"LipschitzLR: cannot infer the variant for {type(optimizer).__name__}; "
-                     f"pass variant= one of {VARIANTS}")
+    raise fail("LipschitzLR", "variant", f"one of {', '.join(map(repr, VARIANTS))} (it cannot be inferred for "
+               f"{type(optimizer).__name__})", None)
 
 
 def _optimizer_betas(optimizer: Optimizer, variant: str) -> tuple[float, float]:
@@ -428,16 +430,10 @@ def _optimizer_betas(optimizer: Optimizer, variant: str) -> tuple[float, float]:
         return float(group["betas"][0]), float(group["betas"][1])
     if variant == "sgd":
         return 0.0, 0.0
-    raise ValueError(f"LipschitzLR: variant={variant!r} on {type(optimizer).__name__}: its betas cannot be read "
-                     "from the optimizer; pass betas=(beta1, beta2)")
+    raise fail("LipschitzLR", "betas", f"given as (beta1, beta2) for variant={variant!r} on "
+               f"{type(optimizer).__name__} (its groups do not hold them)", None)
 
 
-def _check_positive(name: str, value: Any, allow_zero: bool = False) -> None:
-    ok = _is_real(value) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        allowed = "a finite number >= 0" if allow_zero else "a finite number > 0"
-        raise ValueError(f"LipschitzLR: {name} must be {allowed}, got {value!r}")
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
+def _check_pair(owner: str, name: str, value: Any, allowed: str) -> None:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise fail(owner, name, allowed, value)

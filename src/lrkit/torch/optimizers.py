@@ -25,7 +25,8 @@ OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
 }
 
 
-def make_optimizer(name: str, params: Iterable[Any], lr: float | None = None, **overrides: Any) -> torch.optim.Optimizer:
+def make_optimizer(name: str, params: Iterable[Any], lr: float | None = None,
+                   **overrides: Any) -> torch.optim.Optimizer:
     """The optimizer called `name` over `params` (tensors or param-group dicts).
 
     `lr=None` keeps the optimizer's own default LR (Adam's 1e-3, Adadelta's 1.0, ...);

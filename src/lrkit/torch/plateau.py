@@ -7,6 +7,9 @@ rate when a metric has stopped improving"; Keras ``ReduceLROnPlateau`` before it
                   a > best·(1 + threshold)   (max, rel)     a > best + threshold   (max, abs)
     bad epochs counted while not better; cooldown epochs count none;
     when bad epochs > patience:  lr_g ← max(lr_g·factor, min_lr_g)  if the drop exceeds eps.
+
+Two classes share the counting (`_PlateauRule`, one copy): `ReduceLROnPlateau`, torch's class with
+lrkit's checks, cuts the optimizer's LRs; `PlateauFactor` cuts a multiplier on a `ScheduledLR`.
 """
 
 from __future__ import annotations
@@ -14,108 +17,57 @@ from __future__ import annotations
 import logging
 import math
 from numbers import Real
-from typing import Any, SupportsFloat
+from typing import Any, Literal, SupportsFloat
 
-from torch.optim import Optimizer
+from torch.optim import Optimizer, lr_scheduler
+
+from lrkit.torch._group_lrs import current_lrs
+from lrkit.validation import choice, fail, in_range, instance, integer, non_negative
 
 logger = logging.getLogger(__name__)
 
 _MODES = ("min", "max")
 _THRESHOLD_MODES = ("rel", "abs")
+_COUNTERS = ("num_bad_epochs", "cooldown_counter", "last_epoch", "nan_reports")
 
 
-class ReduceLROnPlateau:
-    """Cut the LR by `factor` when a metric has not improved for more than `patience` reports.
+class _PlateauRule:
+    """The counting of the module docstring's rule, as in torch's ``ReduceLROnPlateau.step``.
 
-    Two ways to use it:
-
-    * **standalone**, ``ReduceLROnPlateau(optimizer, ...)`` then ``step(metric)`` after each
-      validation: it rewrites the optimizer's group LRs exactly as torch's class does (same
-      floats, tested against it).
-    * **as a factor on a schedule**, ``ReduceLROnPlateau(...)`` without an optimizer, handed to
-      ``ScheduledLR(optimizer, schedule, plateau=...)``: each group's LR becomes
-
-          lr_g = max(schedule_lr_g · m_g,  min(schedule_lr_g, min_lr_g))
-
-      where the multiplier ``m_g`` starts at 1 and is multiplied by `factor` at every cut (a cut
-      is made when it lowers the current LR by more than `eps`, as in torch). So "warm up, then
-      cosine, and also cut on plateau" is one scheduler; `min_lr` floors the plateau's cuts but
-      never lifts the schedule's own values. Call ``scheduler.report(metric)`` to step the
-      plateau and apply a cut at once.
-
-    A NaN metric is ignored (no counter moves) and logged as a warning; ``nan_reports`` counts
-    them. `state_dict` holds the counters and multipliers, so a resumed run cuts identically.
+    A NaN metric is ignored (no counter moves), counted in ``nan_reports`` and logged as a warning.
     """
 
-    def __init__(self, optimizer: Optimizer | None = None, mode: str = "min", factor: float = 0.1,
-                 patience: int = 10, threshold: float = 1e-4, threshold_mode: str = "rel",
-                 cooldown: int = 0, min_lr: float | list[float] = 0.0, eps: float = 1e-8):
-        if optimizer is not None and not isinstance(optimizer, Optimizer):
-            raise ValueError(f"ReduceLROnPlateau: optimizer must be a torch.optim.Optimizer or None, got {optimizer!r}")
-        if mode not in _MODES:
-            raise ValueError(f"ReduceLROnPlateau: mode must be one of {_MODES}, got {mode!r}")
-        if threshold_mode not in _THRESHOLD_MODES:
-            raise ValueError(f"ReduceLROnPlateau: threshold_mode must be one of {_THRESHOLD_MODES}, got {threshold_mode!r}")
-        if not _is_real(factor) or not 0.0 < factor < 1.0:
-            raise ValueError(f"ReduceLROnPlateau: factor must be a number in (0, 1), got {factor!r}")
-        for name, value in (("patience", patience), ("cooldown", cooldown)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"ReduceLROnPlateau: {name} must be an integer >= 0, got {value!r}")
-        for name, value in (("threshold", threshold), ("eps", eps)):
-            if not _is_real(value) or not value >= 0 or not math.isfinite(value):
-                raise ValueError(f"ReduceLROnPlateau: {name} must be a finite number >= 0, got {value!r}")
-        min_lrs = list(min_lr) if isinstance(min_lr, (list, tuple)) else None
-        for value in (min_lrs if min_lrs is not None else [min_lr]):
-            if not _is_real(value) or not value >= 0 or not math.isfinite(value):
-                raise ValueError(f"ReduceLROnPlateau: min_lr must be a finite number >= 0 or a list of them, got {min_lr!r}")
-        if optimizer is not None and min_lrs is not None and len(min_lrs) != len(optimizer.param_groups):
-            raise ValueError(f"ReduceLROnPlateau: min_lr has {len(min_lrs)} values, the optimizer has "
-                             f"{len(optimizer.param_groups)} param groups")
-        self.optimizer = optimizer
-        self.mode = mode
-        self.factor = float(factor)
-        self.patience = patience
-        self.threshold = float(threshold)
-        self.threshold_mode = threshold_mode
-        self.cooldown = cooldown
-        self.eps = float(eps)
-        self._min_lr = [float(v) for v in min_lrs] if min_lrs is not None else float(min_lr)
-        self.best = math.inf if mode == "min" else -math.inf
-        self.num_bad_epochs = 0
-        self.cooldown_counter = 0
-        self.last_epoch = 0
-        self.nan_reports = 0
-        self.multipliers: list[float] = []  # factor mode: one per group, created on first use
-        self._schedule_lrs: list[float] | None = None  # factor mode: the LRs last passed to adjust_lrs
-        self._last_lr = [float(g["lr"]) for g in optimizer.param_groups] if optimizer is not None else []
+    mode: str
+    threshold: float
+    threshold_mode: str
+    patience: int
+    cooldown: int
+    best: float
+    num_bad_epochs: int
+    cooldown_counter: int
+    last_epoch: int
+    nan_reports: int
 
-    # ---- the rule -------------------------------------------------------------------------
-    def is_better(self, value: float) -> bool:
-        """Whether `value` improves on ``best`` by more than the threshold (torch's ``_is_better``)."""
+    def _is_better(self, a: float, best: float) -> bool:
+        """Whether `a` improves on `best` by more than the threshold (torch's ``_is_better``)."""
         if self.mode == "min":
-            return value < (self.best * (1.0 - self.threshold) if self.threshold_mode == "rel"
-                            else self.best - self.threshold)
-        return value > (self.best * (self.threshold + 1.0) if self.threshold_mode == "rel"
-                        else self.best + self.threshold)
+            return a < (best * (1.0 - self.threshold) if self.threshold_mode == "rel" else best - self.threshold)
+        return a > (best * (self.threshold + 1.0) if self.threshold_mode == "rel" else best + self.threshold)
 
     @property
     def in_cooldown(self) -> bool:
         return self.cooldown_counter > 0
 
-    def step(self, metric: SupportsFloat) -> bool:
-        """Report one value of the monitored metric; returns whether the LR was cut now.
-
-        Standalone, the optimizer's LRs change at once. As a schedule factor, the cut lands in
-        the optimizer at the next ``ScheduledLR.step()`` (or at once through ``report``).
-        """
-        value = float(metric)
+    def _cut_due(self, metrics: SupportsFloat) -> bool:
+        """Count one report of the metric; True when the LR must be cut now."""
+        value = float(metrics)
         if math.isnan(value):
             self.nan_reports += 1
-            logger.warning("ReduceLROnPlateau: ignoring a NaN metric (report %d, %d NaN so far); "
-                           "no counter changed", self.last_epoch + 1, self.nan_reports)
+            logger.warning("%s: ignoring a NaN metric (report %d, %d NaN so far); no counter changed",
+                           type(self).__name__, self.last_epoch + 1, self.nan_reports)
             return False
         self.last_epoch += 1
-        if self.is_better(value):
+        if self._is_better(value, self.best):
             self.best = value
             self.num_bad_epochs = 0
         else:
@@ -127,27 +79,133 @@ class ReduceLROnPlateau:
             return False
         self.cooldown_counter = self.cooldown
         self.num_bad_epochs = 0
-        return self._cut_optimizer() if self.optimizer is not None else self._cut_multipliers()
+        return True
 
-    def _cut_optimizer(self) -> bool:
-        groups = self.optimizer.param_groups
-        min_lrs = self._min_lrs(len(groups))
+
+def _check_rule(owner: str, mode: str, factor: float, patience: int, threshold: float, threshold_mode: str,
+                cooldown: int, min_lr: float | list[float], eps: float) -> None:
+    choice(owner, "mode", mode, _MODES)
+    in_range(owner, "factor", factor, 0.0, 1.0, open_low=True, open_high=True)
+    integer(owner, "patience", patience, minimum=0)
+    non_negative(owner, "threshold", threshold)
+    choice(owner, "threshold_mode", threshold_mode, _THRESHOLD_MODES)
+    integer(owner, "cooldown", cooldown, minimum=0)
+    for value in min_lr if isinstance(min_lr, (list, tuple)) else [min_lr]:
+        non_negative(owner, "each of min_lr", value)
+    non_negative(owner, "eps", eps)
+
+
+def _checked_state(owner: str, state: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    """`state` if it holds `keys` with usable values: a number or ±inf for ``best``, counters >= 0."""
+    instance(owner, "state_dict", state, dict, "a dict saved by state_dict()")
+    missing = [key for key in keys if key not in state]
+    if missing:
+        raise fail(owner, "state_dict", f"a plateau state with the keys {list(keys)} (missing keys {missing})",
+                   state)
+    if not isinstance(state["best"], Real) or math.isnan(state["best"]):
+        raise fail(owner, "best", "a number or ±inf", state["best"])
+    for key in _COUNTERS:
+        integer(owner, key, state[key], minimum=0)
+    return state
+
+
+class ReduceLROnPlateau(_PlateauRule, lr_scheduler.ReduceLROnPlateau):
+    """Torch's ``ReduceLROnPlateau`` (a subclass: Lightning's ``monitor`` and the HF Trainer see it as
+    one), making the same cuts to the same floats, with lrkit's extras:
+
+    * arguments checked at construction (``ValueError`` naming the parameter);
+    * a NaN metric is ignored and counted in ``nan_reports`` (torch counts it as a bad epoch);
+    * `step(metrics)` returns whether it cut the LRs now;
+    * `load_state_dict` refuses a state without the counters or with negative ones.
+
+    Torch's ``__init__``, ``_reduce_lr`` (the cut), ``state_dict`` and ``load_state_dict`` run as
+    they are; the counting in `step` is `_PlateauRule`'s, shared with `PlateauFactor` (tested equal
+    to torch's float for float). To cut a schedule's LRs instead of the optimizer's, use `PlateauFactor`.
+    """
+
+    def __init__(self, optimizer: Optimizer, mode: Literal["min", "max"] = "min", factor: float = 0.1,
+                 patience: int = 10, threshold: float = 1e-4, threshold_mode: Literal["rel", "abs"] = "rel",
+                 cooldown: int = 0, min_lr: float | list[float] = 0.0, eps: float = 1e-8):
+        owner = "ReduceLROnPlateau"
+        instance(owner, "optimizer", optimizer, Optimizer, "a torch.optim.Optimizer")
+        _check_rule(owner, mode, factor, patience, threshold, threshold_mode, cooldown, min_lr, eps)
+        groups = len(optimizer.param_groups)
+        if isinstance(min_lr, (list, tuple)) and len(min_lr) != groups:
+            raise fail(owner, "min_lr", f"a number or one per param group ({groups})", min_lr)
+        super().__init__(optimizer, mode=mode, factor=factor, patience=patience, threshold=threshold,
+                         threshold_mode=threshold_mode, cooldown=cooldown,
+                         min_lr=list(min_lr) if isinstance(min_lr, (list, tuple)) else min_lr, eps=eps)
+        self.nan_reports = 0
+
+    # returns whether it cut and takes no deprecated `epoch`; torch's returns None
+    def step(self, metrics: SupportsFloat) -> bool:  # type: ignore[override]
+        """Report one value of the monitored metric; True if the optimizer's LRs were cut now."""
         cut = False
-        for group, min_lr in zip(groups, min_lrs):
-            old = float(group["lr"])
-            new = max(old * self.factor, min_lr)
-            if old - new > self.eps:
-                group["lr"] = new
-                cut = True
-        self._last_lr = [float(g["lr"]) for g in groups]
+        if self._cut_due(metrics):
+            before = [float(group["lr"]) for group in self.optimizer.param_groups]
+            self._reduce_lr(self.last_epoch)
+            cut = before != [float(group["lr"]) for group in self.optimizer.param_groups]
+        self._last_lr = current_lrs(self.optimizer)
         if cut:
             logger.info("ReduceLROnPlateau: LRs cut to %s at report %d", self._last_lr, self.last_epoch)
         return cut
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Torch's load (settings and counters as saved), once the counters are checked."""
+        keys = ("best", *_COUNTERS)
+        super().load_state_dict(_checked_state("ReduceLROnPlateau.load_state_dict", state_dict, keys))
+
+
+class PlateauFactor(_PlateauRule):
+    """Reduce-on-plateau as a factor on a schedule: ``ScheduledLR(optimizer, schedule, plateau=PlateauFactor())``.
+
+    Each group's LR becomes
+
+        lr_g = max(schedule_lr_g · m_g,  min(schedule_lr_g, min_lr_g))
+
+    where the multiplier ``m_g`` starts at 1 and is multiplied by `factor` at every cut (a cut is
+    made when it lowers the current LR by more than `eps`, as in torch). So "warm up, then cosine,
+    and also cut on plateau" is one scheduler; `min_lr` floors the plateau's cuts but never lifts
+    the schedule's own values. ``ScheduledLR.report(metric)`` steps it and applies a cut at once.
+    Same arguments and counting as `ReduceLROnPlateau`, without an optimizer. `state_dict` holds the
+    counters and multipliers, so a resumed run cuts identically.
+    """
+
+    _STATE_KEYS = ("best", *_COUNTERS, "multipliers")
+
+    def __init__(self, mode: Literal["min", "max"] = "min", factor: float = 0.1, patience: int = 10,
+                 threshold: float = 1e-4, threshold_mode: Literal["rel", "abs"] = "rel", cooldown: int = 0,
+                 min_lr: float | list[float] = 0.0, eps: float = 1e-8):
+        _check_rule("PlateauFactor", mode, factor, patience, threshold, threshold_mode, cooldown, min_lr, eps)
+        self.mode = mode
+        self.factor = float(factor)
+        self.patience = patience
+        self.threshold = float(threshold)
+        self.threshold_mode = threshold_mode
+        self.cooldown = cooldown
+        self.eps = float(eps)
+        self._min_lr = [float(v) for v in min_lr] if isinstance(min_lr, (list, tuple)) else float(min_lr)
+        self.best = math.inf if mode == "min" else -math.inf
+        self.num_bad_epochs = 0
+        self.cooldown_counter = 0
+        self.last_epoch = 0
+        self.nan_reports = 0
+        self.multipliers: list[float] = []  # one per group, created by the first adjust_lrs
+        self._schedule_lrs: list[float] | None = None  # the LRs last passed to adjust_lrs
+        self._last_lr: list[float] = []
+
+    def step(self, metrics: SupportsFloat) -> bool:
+        """Report one value of the monitored metric; True if the multipliers were cut now.
+
+        The cut lands in the optimizer at the next ``ScheduledLR.step()`` (or at once through
+        ``ScheduledLR.report``).
+        """
+        return self._cut_due(metrics) and self._cut_multipliers()
+
     def _cut_multipliers(self) -> bool:
         if self._schedule_lrs is None:
-            raise RuntimeError("ReduceLROnPlateau: without an optimizer it is a factor on a schedule; "
-                               "pass it to ScheduledLR(..., plateau=...) before reporting metrics")
+            raise RuntimeError("PlateauFactor: it is a factor on a schedule; pass it to "
+                               "ScheduledLR(..., plateau=...) before reporting metrics")
         cut = False
         for g, lr in enumerate(self._schedule_lrs):
             old = self._adjusted(g, lr)
@@ -156,21 +214,16 @@ class ReduceLROnPlateau:
                 self.multipliers[g] *= self.factor
                 cut = True
         if cut:
-            logger.info("ReduceLROnPlateau: multipliers cut to %s at report %d", self.multipliers, self.last_epoch)
+            logger.info("PlateauFactor: multipliers cut to %s at report %d", self.multipliers, self.last_epoch)
         return cut
 
-    # ---- factor on a schedule ----------------------------------------------------------------
     def adjust_lrs(self, lrs: list[float]) -> list[float]:
         """The scheduled LRs with the plateau's cuts applied (the `ScheduledLR` hook)."""
-        if self.optimizer is not None:
-            raise RuntimeError("ReduceLROnPlateau: this plateau drives its optimizer directly; build it "
-                               "without an optimizer to use it as a factor on a schedule")
         if not self.multipliers:
             self.multipliers = [1.0] * len(lrs)
         elif len(self.multipliers) != len(lrs):
-            raise ValueError(f"ReduceLROnPlateau: it holds {len(self.multipliers)} group multipliers, "
-                             f"got {len(lrs)} LRs")
-        self._min_lrs(len(lrs))  # validates a per-group min_lr list against the groups
+            raise fail("PlateauFactor.adjust_lrs", "lrs", f"one LR per multiplier ({len(self.multipliers)})", lrs)
+        self._min_lrs(len(lrs))  # checks a per-group min_lr list against the groups
         self._schedule_lrs = [float(lr) for lr in lrs]
         self._last_lr = [self._adjusted(g, lr) for g, lr in enumerate(self._schedule_lrs)]
         return list(self._last_lr)
@@ -182,15 +235,12 @@ class ReduceLROnPlateau:
         if not isinstance(self._min_lr, list):
             return [self._min_lr] * groups
         if len(self._min_lr) != groups:
-            raise ValueError(f"ReduceLROnPlateau: min_lr has {len(self._min_lr)} values for {groups} param groups")
+            raise fail("PlateauFactor", "min_lr", f"a number or one per param group ({groups})", self._min_lr)
         return self._min_lr
 
     def get_last_lr(self) -> list[float]:
-        """The LRs after the last report (standalone) or the last `adjust_lrs` (factor mode)."""
+        """The LRs after the last `adjust_lrs`."""
         return list(self._last_lr)
-
-    # ---- resume ------------------------------------------------------------------------------
-    _STATE_KEYS = ("best", "num_bad_epochs", "cooldown_counter", "last_epoch", "nan_reports", "multipliers")
 
     def state_dict(self) -> dict[str, Any]:
         """Counters, best value and group multipliers (the optimizer saves its own LRs)."""
@@ -199,16 +249,14 @@ class ReduceLROnPlateau:
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore what `state_dict` saved; the next reports behave as in the saved run."""
-        missing = [key for key in self._STATE_KEYS if key not in state_dict]
-        if missing:
-            raise ValueError(f"ReduceLROnPlateau.load_state_dict: missing keys {missing} in {state_dict!r}")
-        self.best = float(state_dict["best"])
-        self.num_bad_epochs = int(state_dict["num_bad_epochs"])
-        self.cooldown_counter = int(state_dict["cooldown_counter"])
-        self.last_epoch = int(state_dict["last_epoch"])
-        self.nan_reports = int(state_dict["nan_reports"])
-        self.multipliers = [float(m) for m in state_dict["multipliers"]]
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
+        owner = "PlateauFactor.load_state_dict"
+        state = _checked_state(owner, state_dict, self._STATE_KEYS)
+        instance(owner, "multipliers", state["multipliers"], list, "a list of numbers in (0, 1]")
+        for value in state["multipliers"]:
+            in_range(owner, "each of multipliers", value, 0.0, 1.0, open_low=True)
+        self.best = float(state["best"])
+        self.num_bad_epochs = int(state["num_bad_epochs"])
+        self.cooldown_counter = int(state["cooldown_counter"])
+        self.last_epoch = int(state["last_epoch"])
+        self.nan_reports = int(state["nan_reports"])
+        self.multipliers = [float(m) for m in state["multipliers"]]

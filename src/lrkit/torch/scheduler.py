@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from lrkit.schedules import Schedule, in_epochs
-
-logger = logging.getLogger(__name__)
+from lrkit.torch._group_lrs import current_lrs, group_scales, write_lrs
+from lrkit.torch.plateau import PlateauFactor
+from lrkit.validation import fail, instance, integer, optional, positive
 
 
 class _BlockCache:
@@ -49,93 +50,93 @@ class ScheduledLR(LRScheduler):
     `state_dict` holds just the step (and the scales); `load_state_dict` on a fresh
     optimizer continues the identical sequence.
 
+    It is a torch ``LRScheduler`` through torch's own code: the constructor calls
+    ``LRScheduler.__init__`` (its initial step takes ``last_epoch``, the step, from −1 to 0 and
+    sets ``schedule(0)``) and `step` calls ``LRScheduler.step`` with `get_lr` as the closed form.
+    So ``_step_count``, ``base_lrs``, `get_last_lr`, the wrapped ``optimizer.step`` behind torch's
+    "``scheduler.step()`` before ``optimizer.step()``" warning, and whatever else a torch version
+    keeps are set by torch itself rather than imitated (``_step_count`` counts this object's
+    `step` calls, as in torch; it is not saved). `step(k)` jumps to update k without torch's
+    deprecated epoch path.
+
+    Inside torch's composers: ``SequentialLR`` restarts it at its milestone, so it runs in local
+    time, ``schedule(k − milestone)`` (as `lrkit.schedules.join`). ``ChainedScheduler`` steps its
+    members in turn and this one overwrites the LRs with its closed form: members before it have
+    no effect, and a multiplicative one after it (e.g. ``ExponentialLR(γ)``) multiplies only the
+    current value, giving ``scale_g·schedule(k)·γ`` from step 1 on, not ``·γᵏ``. Compose schedules
+    with `lrkit.schedules` (``join``, ``warmup``, ``scale``, ``clip``) instead.
+
     `momentum`, a schedule, sets SGD's ``momentum`` or Adam-style ``betas[0]`` the same way
-    (e.g. ``one_cycle(...).momentum_schedule()``). `plateau`, a `lrkit.torch.ReduceLROnPlateau`
-    built without an optimizer, multiplies the scheduled LRs through ``plateau.adjust_lrs(lrs)``;
+    (e.g. ``one_cycle(...).momentum_schedule()``); it follows `step`, `report` and
+    `load_state_dict` (``SequentialLR``'s restart at a milestone sets the LRs only). `plateau`, a
+    `lrkit.torch.PlateauFactor`, multiplies the scheduled LRs through ``plateau.adjust_lrs(lrs)``;
     `report(metric)` feeds it a validation metric and applies a cut at once. Its state is saved
     under ``"plateau"`` in `state_dict`.
     """
 
     def __init__(self, optimizer: Optimizer, schedule: Schedule, *, momentum: Schedule | None = None,
-                 plateau: Any = None):
-        if not isinstance(optimizer, Optimizer):
-            raise ValueError(f"ScheduledLR: optimizer must be a torch.optim.Optimizer, got {optimizer!r}")
-        if not isinstance(schedule, Schedule):
-            raise ValueError(f"ScheduledLR: schedule must be an lrkit schedule, got {schedule!r}")
-        if momentum is not None:
-            if not isinstance(momentum, Schedule):
-                raise ValueError(f"ScheduledLR: momentum must be an lrkit schedule or None, got {momentum!r}")
-            if any("momentum" not in g and "betas" not in g for g in optimizer.param_groups):
-                raise ValueError("ScheduledLR: momentum needs an optimizer with 'momentum' or 'betas' "
-                                 f"(SGD, Adam, ...), got {type(optimizer).__name__}")
-        if plateau is not None:
-            if not all(callable(getattr(plateau, name, None))
-                       for name in ("adjust_lrs", "step", "state_dict", "load_state_dict")):
-                raise ValueError(f"ScheduledLR: plateau must be a lrkit.torch.ReduceLROnPlateau (or offer "
-                                 f"adjust_lrs/step/state_dict/load_state_dict), got {plateau!r}")
-            if getattr(plateau, "optimizer", None) is not None:
-                raise ValueError("ScheduledLR: plateau must be built without an optimizer "
-                                 "(ReduceLROnPlateau(mode=..., ...)); one that drives its own optimizer "
-                                 "would fight the schedule")
-        self.optimizer = optimizer
-        for group in optimizer.param_groups:
-            group.setdefault("initial_lr", float(group["lr"]))
-        self.base_lrs = [float(group["initial_lr"]) for group in optimizer.param_groups]
-        if self.base_lrs[0] <= 0:
-            raise ValueError(f"ScheduledLR: the first param group's lr must be > 0 to define the "
-                             f"group scales, got {self.base_lrs[0]!r}")
-        self.scales = [lr / self.base_lrs[0] for lr in self.base_lrs]
+                 plateau: PlateauFactor | None = None):
+        owner = "ScheduledLR"
+        instance(owner, "optimizer", optimizer, Optimizer, "a torch.optim.Optimizer")
+        instance(owner, "schedule", schedule, Schedule, "an lrkit schedule")
+        optional(instance, owner, "momentum", momentum, Schedule, "an lrkit schedule or None")
+        if momentum is not None and any("momentum" not in g and "betas" not in g for g in optimizer.param_groups):
+            raise fail(owner, "optimizer", "one with 'momentum' or 'betas' (SGD, Adam, ...) to take a momentum "
+                       "schedule", type(optimizer).__name__)
+        optional(instance, owner, "plateau", plateau, PlateauFactor,
+                 "a lrkit.torch.PlateauFactor (a factor built without an optimizer) or None")
+        self.scales = group_scales(owner, optimizer)
         self.schedule = schedule
         self.momentum = momentum
         self.plateau = plateau
         self._lr_values = _BlockCache(schedule)
         self._momentum_values = _BlockCache(momentum) if momentum is not None else None
-        self.last_epoch = 0  # torch's name for the step counter
-        self._apply()
+        super().__init__(optimizer)
 
     @classmethod
     def from_epochs(cls, optimizer: Optimizer, schedule: Schedule, steps_per_epoch: float, *,
-                    momentum: Schedule | None = None, plateau: Any = None) -> "ScheduledLR":
+                    momentum: Schedule | None = None, plateau: PlateauFactor | None = None) -> ScheduledLR:
         """Per-step scheduling of a schedule written in epochs (`lrkit.schedules.in_epochs`)."""
         momentum = None if momentum is None else in_epochs(momentum, steps_per_epoch)
         return cls(optimizer, in_epochs(schedule, steps_per_epoch), momentum=momentum, plateau=plateau)
 
-    def step(self, epoch: int | None = None) -> None:  # noqa: D102 (torch's signature)
+    def step(self, epoch: int | None = None) -> None:
         """Advance one update, or jump to update `epoch` when given (timm-style explicit step)."""
-        if epoch is None:
-            self.last_epoch += 1
-        else:
-            if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-                raise ValueError(f"ScheduledLR.step: the step must be an integer >= 0, got {epoch!r}")
-            self.last_epoch = int(epoch)
-        self._apply()
+        if epoch is not None:
+            integer("ScheduledLR.step", "epoch", epoch, minimum=0)
+            self.last_epoch = int(epoch) - 1  # torch's step() adds the 1
+        super().step()
+        self._set_momentum()
 
     def report(self, metric: float) -> bool:
         """Feed `metric` to the plateau and apply its cut to the optimizer now; True if it cut."""
         if self.plateau is None:
             raise RuntimeError("ScheduledLR.report: this scheduler has no plateau (pass plateau=...)")
         cut = self.plateau.step(metric)
-        self._apply()
+        self._refresh()
         return cut
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | Tensor]:
         """The LRs for the current step (closed form; a plateau only notes the LRs it scaled)."""
         reference = self._lr_values(self.last_epoch)
         lrs = [scale * reference for scale in self.scales]
-        return self.plateau.adjust_lrs(lrs) if self.plateau is not None else lrs
+        return list(self.plateau.adjust_lrs(lrs) if self.plateau is not None else lrs)
 
-    def _apply(self) -> None:
-        lrs = self.get_lr()
-        for group, lr in zip(self.optimizer.param_groups, lrs):
-            group["lr"] = lr
-        if self._momentum_values is not None:
-            value = self._momentum_values(self.last_epoch)
-            for group in self.optimizer.param_groups:
-                if "betas" in group:
-                    group["betas"] = (value, *group["betas"][1:])
-                else:
-                    group["momentum"] = value
-        self._last_lr = lrs
+    def _set_momentum(self) -> None:
+        if self._momentum_values is None:
+            return
+        value = self._momentum_values(self.last_epoch)
+        for group in self.optimizer.param_groups:
+            if "betas" in group:
+                group["betas"] = (value, *group["betas"][1:])
+            else:
+                group["momentum"] = value
+
+    def _refresh(self) -> None:
+        """Set the current step's LRs and momentum again, counting no step (after a cut or a load)."""
+        write_lrs(self.optimizer, self.get_lr())
+        self._last_lr = current_lrs(self.optimizer)
+        self._set_momentum()
 
     def state_dict(self) -> dict[str, Any]:
         """``{"step", "scales"[, "plateau"]}``: everything needed to resume (tensor-free)."""
@@ -146,20 +147,21 @@ class ScheduledLR(LRScheduler):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Resume at the saved step; the optimizer's LRs are set for that step at once."""
-        try:
-            step, scales = state_dict["step"], [float(s) for s in state_dict["scales"]]
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(f"ScheduledLR.load_state_dict: expected {{'step', 'scales'}}, got {state_dict!r}") from None
-        if len(scales) != len(self.optimizer.param_groups):
-            raise ValueError(f"ScheduledLR.load_state_dict: saved {len(scales)} group scales, the optimizer "
-                             f"has {len(self.optimizer.param_groups)} param groups")
-        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-            raise ValueError(f"ScheduledLR.load_state_dict: step must be an integer >= 0, got {step!r}")
+        owner = "ScheduledLR.load_state_dict"
+        instance(owner, "state_dict", state_dict, dict, "a dict saved by state_dict()")
+        if "step" not in state_dict or "scales" not in state_dict:
+            raise fail(owner, "state_dict", "a dict with the keys 'step' and 'scales'", state_dict)
+        step, saved = integer(owner, "step", state_dict["step"], minimum=0), state_dict["scales"]
+        instance(owner, "scales", saved, (list, tuple), "a list of numbers > 0")
+        groups = len(self.optimizer.param_groups)
+        if len(saved) != groups:
+            raise fail(owner, "scales", f"one per param group ({groups})", saved)
+        scales = [float(positive(owner, "each of scales", scale)) for scale in saved]
         if self.plateau is not None:
             if "plateau" not in state_dict:
-                raise ValueError("ScheduledLR.load_state_dict: this scheduler has a plateau but the saved "
-                                 "state has no 'plateau' entry")
+                raise fail(owner, "state_dict", "a dict with a 'plateau' entry (this scheduler has a plateau)",
+                           state_dict)
             self.plateau.load_state_dict(state_dict["plateau"])
         self.scales = scales
         self.last_epoch = int(step)
-        self._apply()
+        self._refresh()
