@@ -126,15 +126,20 @@ def test_bias_corrected_average_by_hand():
 
 
 # -- what is recorded -------------------------------------------------------------------------
-def test_records_the_lr_of_each_update_and_the_loss_before_it():
-    model, loader = make_model(), make_loader()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    seen = []
-
+def lr_recording_step(optimizer, seen):
+    """A `step_fn` (cross-entropy on an ``(x, y)`` batch) that appends the first group's LR to `seen`."""
     def step(m, batch):
         seen.append(optimizer.param_groups[0]["lr"])
         return nn.functional.cross_entropy(m(batch[0]), batch[1])
 
+    return step
+
+
+def test_records_the_lr_of_each_update_and_the_loss_before_it():
+    model, loader = make_model(), make_loader()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    seen = []
+    step = lr_recording_step(optimizer, seen)
     reference = make_model()
     x0, y0 = next(iter(make_loader(seed=5)))  # `seed` reseeds the loader's generator too
     torch.manual_seed(5)
@@ -414,11 +419,7 @@ def test_options_and_keyword_overrides():
     model, loader = make_model(), make_loader()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     seen = []
-
-    def step(m, batch):
-        seen.append(optimizer.param_groups[0]["lr"])
-        return nn.functional.cross_entropy(m(batch[0]), batch[1])
-
+    step = lr_recording_step(optimizer, seen)
     options = FinderOptions(start_lr=1e-4, end_lr=1e-2, num_iter=30, step_fn=step, seed=2, progress=False)
     given = find_lr(model, optimizer, None, loader, options)
     assert seen == ramp(1e-4, 1e-2, 30).tolist()

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from lrkit.cli import app
 from lrkit.experiments.finetune_on_task import fine_tune_task
-from lrkit.finetune import fine_tune, train_head, train_unfrozen
+from lrkit.finetune import StageOptions, fine_tune, train_head, train_unfrozen
 from lrkit.schedules import sgdr
 from lrkit.tasks import accuracy, get_task
 from lrkit.tasks.transfer import SHOTS, TransferCNN, load_transfer_data, pretrained_model, pretrained_state, source_data
@@ -242,3 +242,15 @@ def test_cli_runs_the_recipe_end_to_end():
     assert "final metric" in table.output
     bad = runner.invoke(app, ["finetune", "--epochs", "1", "--bn", "eval", "--no-progress"])
     assert bad.exit_code != 0 and "bn" in bad.output
+
+
+def test_stage_options_and_unknown_keywords():
+    model, groups, train, val = setup()
+    with pytest.raises(ValueError, match=r"train_head: unknown arguments \['optimiser'\]; allowed: \['optimizer', "):
+        train_head(model, groups, train, val, nn.CrossEntropyLoss(), lr=1e-2, optimiser=None)
+    options = StageOptions(bn="stats", progress=False)
+    stage = train_head(model, groups, train, val, nn.CrossEntropyLoss(), epochs=1, lr=1e-2, options=options,
+                       bn="train")  # a keyword overrides the options' field
+    assert stage.lr_source == "given" and len(stage.history) == 1
+    with pytest.raises(ValueError, match="train_head: options must be a StageOptions or None"):
+        train_head(model, groups, train, val, nn.CrossEntropyLoss(), lr=1e-2, options={"bn": "stats"})

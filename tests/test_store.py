@@ -42,6 +42,19 @@ def test_round_trip_keeps_every_series_and_summary(tmp_path):
     np.testing.assert_array_equal(epochs["epoch"], [1, 2, 3])
 
 
+def test_report_series_read_the_stored_epochs_without_a_second_query(tmp_path):
+    from lrkit.report import load_runs
+
+    run = make_run(metrics=(0.5, math.nan, 0.6))
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        store.save(run)
+        stored = store.epoch_series(run.key)
+    [series] = load_runs(tmp_path / "r.sqlite")
+    assert list(series.epochs) == list(stored)
+    for name, values in stored.items():  # NaN (NULL in SQLite) included
+        np.testing.assert_array_equal(series.epochs[name], values)
+
+
 def test_lower_is_better_picks_the_minimum(tmp_path):
     with ResultsStore(tmp_path / "r.sqlite") as store:
         store.save(make_run(metrics=(0.9, 0.4, 0.5), higher=False))

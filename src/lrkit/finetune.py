@@ -41,7 +41,17 @@ from lrkit.torch import (
 )
 from lrkit.torch.evaluation import Metric, accuracy, evaluate
 from lrkit.torch.freezing import BN_MODES, BNMode
-from lrkit.validation import callable_arg, choice, fail, flag, instance, non_negative, optional, positive
+from lrkit.validation import (
+    callable_arg,
+    choice,
+    fail,
+    flag,
+    instance,
+    non_negative,
+    optional,
+    positive,
+    with_overrides,
+)
 
 __all__ = ["EpochRecord", "FineTuneResult", "StageOptions", "StageResult", "adamw", "fine_tune", "train_head",
            "train_unfrozen"]
@@ -79,15 +89,6 @@ class StageOptions:
         choice("fine_tune", "bn", self.bn, BN_MODES)
         optional(instance, "fine_tune", "finder", self.finder, dict, "a dict of find_lr keyword arguments")
         flag("fine_tune", "progress", self.progress)
-
-    @classmethod
-    def of(cls, options: StageOptions | None, overrides: dict[str, Any]) -> StageOptions:
-        """`options` (default: the defaults) with `overrides` replacing fields; unknown names refused."""
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(overrides) - set(allowed))
-        if unknown:
-            raise fail("fine_tune", "each option", f"one of {', '.join(allowed)}", ", ".join(unknown))
-        return dataclasses.replace(options or cls(), **overrides)
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def train_head(
     """Steps 1-2: freeze all groups but the head, find its LR (unless `lr` is given), train it
     `epochs` epochs with the one-cycle policy (LR and Adam's beta1 / SGD's momentum cycled).
     `options` / `overrides`: see `StageOptions`."""
-    opts = StageOptions.of(options, overrides)
+    opts = with_overrides("train_head", StageOptions, options, overrides)
     _check_common(groups, epochs, lr)
     total = _total_steps(epochs, _steps_per_epoch(train_loader))
     freeze(groups, bn=opts.bn)
@@ -188,7 +189,7 @@ def train_unfrozen(
     with `lr` the head's LR (found again unless given), SGDR with first cycle `cycle_len` epochs
     and cycle lengths multiplied by `t_mul`. ``factor=1`` trains every group with one LR.
     `options` / `overrides`: see `StageOptions`."""
-    opts = StageOptions.of(options, overrides)
+    opts = with_overrides("train_unfrozen", StageOptions, options, overrides)
     _check_common(groups, epochs, lr)
     spe = _steps_per_epoch(train_loader)
     total = _total_steps(epochs, spe)
@@ -240,7 +241,7 @@ def fine_tune(
     group below it after a head stage, with the head alone without one). `groups` defaults to ``layer_groups(model,
     n_groups)``; `head_lr` / `lr` skip the corresponding LR range test; `options` / `overrides`
     (see `StageOptions`) apply to both stages."""
-    opts = StageOptions.of(options, overrides)
+    opts = with_overrides("fine_tune", StageOptions, options, overrides)
     non_negative("fine_tune", "freeze_epochs", freeze_epochs)
     if groups is None:
         groups = layer_groups(model, n_groups)

@@ -226,14 +226,17 @@ def _lr(rule: Rule, lrs: np.ndarray, losses: np.ndarray) -> float:
     return float(positive("suggest", f"the LR of rule {rule.name!r}", rule(lrs, losses)))
 
 
-def _interval(lrs: np.ndarray, losses: np.ndarray) -> tuple[float, float]:
+def _interval(lrs: np.ndarray, losses: np.ndarray, on_curve: dict[str, float]) -> tuple[float, float]:
     """``(min, max)`` over the rules that count in the interval, each read where its `Rule.interval`
-    says, among those with enough points there."""
-    curves = {"curve": (lrs, losses), "falling": _falling_part(lrs, losses)}
+    says, among those with enough points there; `on_curve` holds the rules' LRs on the whole
+    curve already (only the falling-part readings are computed here)."""
+    falling_lrs, falling_losses = _falling_part(lrs, losses)
     marks = []
     for rule in HEURISTICS.values():
-        if rule.interval is not None and curves[rule.interval][0].size >= rule.min_points:
-            marks.append(_lr(rule, *curves[rule.interval]))
+        if rule.interval == "curve" and rule.name in on_curve:
+            marks.append(on_curve[rule.name])
+        elif rule.interval == "falling" and falling_lrs.size >= rule.min_points:
+            marks.append(_lr(rule, falling_lrs, falling_losses))
     return min(marks), max(marks)
 
 
@@ -315,4 +318,4 @@ def suggest(lrs, losses, raw_losses=None, method: Method = DEFAULT_METHOD) -> Su
                      "iterations and compare")
     confidence = "low" if notes else "high" if spread <= 0.5 else "medium"
     return Suggestion(lr=everything[rule.name], method=rule.name, suggestions=everything,
-                      interval=_interval(lrs, losses), confidence=confidence, notes=tuple(notes))
+                      interval=_interval(lrs, losses, everything), confidence=confidence, notes=tuple(notes))

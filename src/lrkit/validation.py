@@ -8,9 +8,10 @@ the schedules and suggestion rules use it too.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from numbers import Real
 from typing import Any, TypeVar
 
@@ -59,8 +60,13 @@ def in_range(owner: str, name: str, value: Any, low: float, high: float, *, open
     return value
 
 
+def _is_integer(value: Any) -> bool:
+    """A Python or numpy integer, not a bool."""
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
+
+
 def integer(owner: str, name: str, value: Any, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    if not _is_integer(value) or value < minimum:
         raise fail(owner, name, f"an integer >= {minimum}", value)
     real(owner, name, value)  # within the float range: it takes part in float arithmetic
     return int(value)
@@ -117,6 +123,20 @@ def callable_arg(owner: str, name: str, value: Any, signature: str) -> Any:
 
 def integer_in(owner: str, name: str, value: Any, low: int, high: int, meaning: str = "") -> int:
     """An integer in [low, high]; `meaning` says what the bounds count, e.g. ``"this model's units"``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+    if not _is_integer(value) or not low <= value <= high:
         raise fail(owner, name, f"an integer in [{low}, {high}]" + (f" ({meaning})" if meaning else ""), value)
     return int(value)
+
+
+def with_overrides(owner: str, kind: type[T], options: T | None, overrides: Mapping[str, Any]) -> T:
+    """`options`, a frozen dataclass `kind` (default: ``kind()``), with the fields named in
+    `overrides` replaced: the ``f(..., options=None, **overrides)`` convention of the finder and the
+    fine-tuning stages. An unknown name is refused with the list of allowed ones."""
+    allowed = [f.name for f in dataclasses.fields(kind)]  # type: ignore[arg-type]
+    unknown = sorted(set(overrides) - set(allowed))
+    if unknown:
+        raise ValueError(f"{owner}: unknown arguments {unknown}; allowed: {allowed}")
+    if options is None:
+        return kind(**overrides)
+    current = instance(owner, "options", options, kind, f"a {kind.__name__} or None")
+    return dataclasses.replace(current, **overrides)  # type: ignore[type-var]

@@ -81,8 +81,9 @@ _TYPES = get_type_hints(RunResult)
 #: RunResult's fields kept in the runs table (its list fields are the steps and epochs tables).
 _RUN_COLUMNS = tuple(f.name for f in fields(RunResult) if get_origin(_TYPES[f.name]) is not list)
 #: steps / epochs table column -> the RunResult list field it holds, after the run id and the step / epoch
+#: (epochs are numbered from 1, one row per entry of the lists)
 _STEP_SERIES = {"lr": "step_lr", "loss": "step_loss"}
-_EPOCH_SERIES = {"train_loss": "epoch_train_loss", "val_loss": "epoch_val_loss", "metric": "epoch_metric",
+EPOCH_SERIES = {"train_loss": "epoch_train_loss", "val_loss": "epoch_val_loss", "metric": "epoch_metric",
                 "elapsed": "epoch_time"}
 
 #: Schema 1 had no baseline flag: its summary took, per task, the first of these names present.
@@ -227,8 +228,8 @@ class ResultsStore:
                                       [_encode(value) for value in values.values()]).lastrowid
             self._db.executemany(f"INSERT INTO steps VALUES ({_marks(2 + len(_STEP_SERIES))})",
                                  _series_rows(run_id, run, _STEP_SERIES, first=0))
-            self._db.executemany(f"INSERT INTO epochs VALUES ({_marks(2 + len(_EPOCH_SERIES))})",
-                                 _series_rows(run_id, run, _EPOCH_SERIES, first=1))
+            self._db.executemany(f"INSERT INTO epochs VALUES ({_marks(2 + len(EPOCH_SERIES))})",
+                                 _series_rows(run_id, run, EPOCH_SERIES, first=1))
 
     # -- reading ---------------------------------------------------------------------
     def completed_keys(self) -> set[str]:
@@ -246,12 +247,12 @@ class ResultsStore:
 
     def _epoch_lists(self, where: str, args: tuple[str, ...]) -> dict[int, dict[str, list[float]]]:
         """run id -> RunResult epoch field -> values (NULL read as NaN), for the runs `where` selects."""
-        query = (f"SELECT run_id, {', '.join(_EPOCH_SERIES)} FROM epochs "
+        query = (f"SELECT run_id, {', '.join(EPOCH_SERIES)} FROM epochs "
                  f"WHERE run_id IN (SELECT id FROM runs{where}) ORDER BY run_id, epoch")
         lists: dict[int, dict[str, list[float]]] = {}
         for run_id, *values in self._db.execute(query, args):
-            series = lists.setdefault(run_id, {name: [] for name in _EPOCH_SERIES.values()})
-            for name, value in zip(_EPOCH_SERIES.values(), values):
+            series = lists.setdefault(run_id, {name: [] for name in EPOCH_SERIES.values()})
+            for name, value in zip(EPOCH_SERIES.values(), values):
                 series[name].append(math.nan if value is None else value)
         return lists
 
@@ -261,7 +262,7 @@ class ResultsStore:
 
     def epoch_series(self, key: str) -> dict[str, np.ndarray]:
         """``{"epoch", "train_loss", "val_loss", "metric", "elapsed"}`` arrays of the run `key` (missing -> NaN)."""
-        return self._arrays("epochs", "epoch", _EPOCH_SERIES, key)
+        return self._arrays("epochs", "epoch", EPOCH_SERIES, key)
 
     def _arrays(self, table: str, number: str, series: dict[str, str], key: str) -> dict[str, np.ndarray]:
         names = (number, *series)

@@ -18,7 +18,7 @@ from lrkit.experiments.results import RunResult, run_key
 from lrkit.experiments.strategies import Strategy
 from lrkit.schedules import constant
 from lrkit.tasks import Task, get_task
-from lrkit.torch import LipschitzLR, ScheduledLR
+from lrkit.torch import LipschitzLR, PlateauFactor, ScheduledLR, find_lr
 from lrkit.torch.evaluation import evaluate
 from lrkit.torch.optimizers import make_optimizer
 
@@ -58,8 +58,6 @@ def strategy_optimizer(strategy: Strategy, model: nn.Module, lr: float | None) -
 def finder_lr(task: Task, strategy: Strategy, model: nn.Module, train_loader) -> float:
     """The LR range test's suggestion by the strategy's `finder_method` for this model, optimizer
     and data (model restored after)."""
-    from lrkit.torch import find_lr
-
     optimizer = strategy_optimizer(strategy, model, lr=1e-7)
     result = find_lr(model, optimizer, task.criterion(), train_loader, num_iter=FINDER_ITERATIONS,
                      method=strategy.finder_method, progress=False)
@@ -134,7 +132,8 @@ def _scheduler(strategy: Strategy, model: nn.Module, optimizer: torch.optim.Opti
         return _lipschitz(model, optimizer, criterion, strategy.name, strategy.lipschitz)
     schedule = Strategy.resolve(strategy.schedule, **values) if strategy.schedule else constant(values["lr"])
     momentum = Strategy.resolve(strategy.momentum, **values) if strategy.momentum else None
-    return ScheduledLR(optimizer, schedule, momentum=momentum, plateau=_plateau(strategy))
+    plateau = PlateauFactor(**strategy.plateau) if strategy.plateau is not None else None
+    return ScheduledLR(optimizer, schedule, momentum=momentum, plateau=plateau)
 
 
 def _end_of_epoch(scheduler: ScheduledLR | LipschitzLR, val_loss: float) -> None:
@@ -143,14 +142,6 @@ def _end_of_epoch(scheduler: ScheduledLR | LipschitzLR, val_loss: float) -> None
         scheduler.step()
     elif scheduler.plateau is not None:
         scheduler.report(val_loss)
-
-
-def _plateau(strategy: Strategy):
-    if strategy.plateau is None:
-        return None
-    from lrkit.torch import PlateauFactor
-
-    return PlateauFactor(**strategy.plateau)
 
 
 def _lipschitz(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module, name: str,

@@ -31,5 +31,4 @@ def load_runs(db_path: str | Path, *, task: str | None = None) -> list[RunSeries
             task = tasks[0]
         elif task not in tasks:
             raise ValueError(f"task {task!r} is not in {path}; it holds: {', '.join(tasks)}")
-        return [RunSeries(row=row, steps=store.step_series(row.key), epochs=store.epoch_series(row.key))
-                for row in rows if row.task == task]
+        return [RunSeries(row=row, steps=store.step_series(row.key)) for row in rows if row.task == task]

@@ -18,6 +18,7 @@ nothing and reads no file. Conventions:
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -27,16 +28,24 @@ from typing import Any
 import numpy as np
 
 from lrkit.experiments.results import RunResult
+from lrkit.experiments.store import EPOCH_SERIES
 
 
 @dataclass(frozen=True)
 class RunSeries:
-    """One stored run (as `ResultsStore.runs` reads it) with its series as arrays, as
-    `ResultsStore.step_series` / `epoch_series` give them."""
+    """One stored run (as `ResultsStore.runs` reads it, with its epoch lists) and its step series
+    as arrays (as `ResultsStore.step_series` gives them)."""
 
     row: RunResult
     steps: Mapping[str, np.ndarray]
-    epochs: Mapping[str, np.ndarray]
+
+    @functools.cached_property
+    def epochs(self) -> dict[str, np.ndarray]:
+        """The run's epoch lists as float arrays under the store's column names, with ``epoch``
+        numbered from 1 (what `ResultsStore.epoch_series` reads, without a second query)."""
+        series = {column: np.asarray(getattr(self.row, name), dtype=np.float64)
+                  for column, name in EPOCH_SERIES.items()}
+        return {"epoch": np.arange(1, len(self.row.epoch_metric) + 1, dtype=np.float64), **series}
 
     @property
     def diverged(self) -> bool:

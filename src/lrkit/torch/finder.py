@@ -15,7 +15,7 @@ import logging
 import math
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from lrkit.suggest import DEFAULT_METHOD, Method, resolve_rule
 from lrkit.torch.finder_batches import StepFn, batch_size, default_step, endless, to_device
 from lrkit.torch.finder_result import FinderResult
 from lrkit.torch.finder_state import TrainingSnapshot, loader_generators
-from lrkit.validation import callable_arg, choice, flag, in_range, instance, integer, optional, positive
+from lrkit.validation import callable_arg, choice, flag, in_range, integer, optional, positive, with_overrides
 
 __all__ = ["BiasCorrectedAverage", "FinderOptions", "FinderResult", "find_group_lrs", "find_lr", "ramp"]
 
@@ -107,17 +107,6 @@ class FinderOptions:
     def lrs(self) -> np.ndarray:
         return ramp(self.start_lr, self.end_lr, self.num_iter, self.mode)
 
-    @classmethod
-    def merged(cls, owner: str, options: FinderOptions | None, overrides: Mapping[str, Any]) -> FinderOptions:
-        """`options` (default: the defaults) with the fields named in `overrides` replaced."""
-        allowed = [f.name for f in fields(cls)]
-        unknown = sorted(set(overrides) - set(allowed))
-        if unknown:
-            raise ValueError(f"{owner}: unknown arguments {unknown}; allowed: {allowed}")
-        if options is None:
-            return cls(**overrides)
-        return replace(instance(owner, "options", options, cls, "a FinderOptions or None"), **overrides)
-
 
 def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: Callable | None, train_loader: Iterable,
             options: FinderOptions | None = None, **overrides: Any) -> FinderResult:
@@ -132,7 +121,7 @@ def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: Calla
     The settings are `options` (`FinderOptions`), with any of its fields replaced by keyword:
     ``find_lr(model, opt, criterion, loader, num_iter=50, progress=False)``.
     """
-    options = FinderOptions.merged("find_lr", options, overrides)
+    options = with_overrides("find_lr", FinderOptions, options, overrides)
     _check_criterion(criterion, options)
     scales = _group_scales(optimizer.param_groups)
     with _restored(model, optimizer, train_loader, options):
@@ -150,7 +139,7 @@ def find_group_lrs(model: nn.Module, optimizer: torch.optim.Optimizer, criterion
     ``results[g].group_lrs`` are all groups' LRs with group g set to it. With `seed` given,
     every sweep sees the same batches in the same order.
     """
-    options = FinderOptions.merged("find_group_lrs", options, overrides)
+    options = with_overrides("find_group_lrs", FinderOptions, options, overrides)
     _check_criterion(criterion, options)
     current = [float(group["lr"]) for group in optimizer.param_groups]
     results = []
