@@ -12,14 +12,19 @@ $(STAMP): pyproject.toml constraints.txt | system-deps
 	$(PYTHON) -m pip install --quiet -c constraints.txt -e '.[test,dev]'
 	touch $(STAMP)
 
-# Headless Chromium + chromedriver (Debian packages) for tests/test_report_browser.py.
+# Debian packages: headless Chromium + chromedriver (tests/test_report_browser.py), the full
+# Fashion-MNIST (tasks fashion-cnn, fashion-transfer) and the fortunes text (task charlm-transformer).
+SYSTEM_FILES := /usr/bin/chromium /usr/bin/chromedriver \
+	/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz /usr/share/games/fortunes/fortunes
 system-deps:
-	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	@for file in $(SYSTEM_FILES); do [ -e $$file ] || missing=1; done; \
+	if [ -n "$$missing" ]; then \
 	  if ! command -v apt-get >/dev/null; then \
-	    echo "system-deps: no apt-get; install chromium and chromedriver yourself (the browser test skips)"; \
+	    echo "system-deps: no apt-get; install chromium chromium-driver dataset-fashion-mnist fortunes yourself"; \
 	  else \
 	    SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
-	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y chromium chromium-driver; \
+	    $$SUDO apt-get update -qq && \
+	    $$SUDO apt-get install -y chromium chromium-driver dataset-fashion-mnist fortunes; \
 	  fi; \
 	fi
 

@@ -32,6 +32,9 @@ class Task:
     `load_data(seed)` returns the splits, deterministic in `seed`;
     `metric(outputs, targets)` scores a whole validation pass (higher is better
     unless `higher_is_better` is False).
+    `family` names the strategies that fit the task (``"sgd"``: the SGD+momentum families of
+    the CNN/MLP tasks; ``"transformer"``: AdamW with warmup schedules); `lrkit compare` and
+    `lrkit demo` run that family's strategies by default.
     """
 
     name: str
@@ -44,6 +47,7 @@ class Task:
     higher_is_better: bool = True
     batch_size: int = 64
     epochs: int = 10
+    family: str = "sgd"
 
     def loaders(self, seed: int = 0, batch_size: int | None = None) -> tuple[DataLoader, DataLoader]:
         """Train loader (shuffled by a generator seeded with `seed`) and validation loader."""
