@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt | system-deps
 # Debian packages: headless Chromium + chromedriver (tests/test_report_browser.py), the full
 # Fashion-MNIST (tasks fashion-cnn, fashion-transfer) and the fortunes text (task charlm-transformer).
 SYSTEM_FILES := /usr/bin/chromium /usr/bin/chromedriver \
-	/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz /usr/share/games/fortunes/fortunes
+	/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz /usr/share/games/fortunes/zippy
 system-deps:
 	@for file in $(SYSTEM_FILES); do [ -e $$file ] || missing=1; done; \
 	if [ -n "$$missing" ]; then \

@@ -145,7 +145,7 @@ def test_records_the_lr_of_each_update_and_the_loss_before_it():
     torch.manual_seed(5)
     expected_first = nn.functional.cross_entropy(reference.train()(x0), y0).item()
     result = find_lr(model, optimizer, None, loader, start_lr=1e-4, end_lr=1e-1, num_iter=20, step_fn=step,
-                     smooth=0.9, seed=5, progress=False)
+                     smooth=0.9, seed=5, check="none", progress=False)
     assert seen == ramp(1e-4, 1e-1, 20).tolist()
     np.testing.assert_array_equal(result.lrs, ramp(1e-4, 1e-1, 20))
     assert result.raw_losses[0] == expected_first
@@ -290,7 +290,7 @@ def test_groups_sweep_together_keeping_their_ratio():
         seen.append([g["lr"] for g in optimizer.param_groups])
         return nn.functional.cross_entropy(m(batch[0]), batch[1])
 
-    result = find_lr(model, optimizer, None, loader, num_iter=30, step_fn=step, progress=False)
+    result = find_lr(model, optimizer, None, loader, num_iter=30, step_fn=step, check="none", progress=False)
     seen = np.array(seen)
     np.testing.assert_allclose(seen[:, 0], result.lrs)
     np.testing.assert_allclose(seen[:, 1], 10.0 * result.lrs)
@@ -308,7 +308,7 @@ def test_groups_sweep_one_at_a_time():
         return nn.functional.cross_entropy(m(batch[0]), batch[1])
 
     results = find_group_lrs(model, optimizer, None, loader, num_iter=20, end_lr=1.0, step_fn=step, seed=0,
-                             progress=False)
+                             check="none", progress=False)
     seen = np.array(seen)
     assert [r.group for r in results] == [0, 1]
     first, second = seen[: len(results[0].lrs)], seen[len(results[0].lrs):]
@@ -398,6 +398,12 @@ def test_plain_batches_must_be_pairs():
     ({"seed": -1}, "seed must be an integer >= 0, got -1"),
     ({"method": "magic"}, "method must be one of .*got 'magic'"),
     ({"step_fn": 3}, "step_fn must be callable"),
+    ({"schedule": "cyclic"}, "schedule must be one of 'constant', 'decaying', a Schedule or a schedule spec"),
+    ({"schedule": "constant", "method": "valley"},
+     "method must be left at 'consensus' when schedule is given \\(schedule='constant' picks the rule\\)"),
+    ({"check": False}, "check must be one of 'hold', 'none', got False"),
+    ({"hold_steps": 0}, "hold_steps must be an integer >= 1, got 0"),
+    ({"hold_margin": 0.5}, r"hold_margin must be in \[1.0, inf\), got 0.5"),
 ])
 def test_bad_arguments_are_named(kwargs, message):
     model = make_model()
@@ -420,12 +426,13 @@ def test_options_and_keyword_overrides():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     seen = []
     step = lr_recording_step(optimizer, seen)
-    options = FinderOptions(start_lr=1e-4, end_lr=1e-2, num_iter=30, step_fn=step, seed=2, progress=False)
+    options = FinderOptions(start_lr=1e-4, end_lr=1e-2, num_iter=30, step_fn=step, seed=2, check="none",
+                            progress=False)
     given = find_lr(model, optimizer, None, loader, options)
     assert seen == ramp(1e-4, 1e-2, 30).tolist()
     seen.clear()
     keywords = find_lr(model, optimizer, None, loader, start_lr=1e-4, end_lr=1e-2, num_iter=30, step_fn=step, seed=2,
-                       progress=False)
+                       check="none", progress=False)
     np.testing.assert_array_equal(keywords.raw_losses, given.raw_losses)
     seen.clear()
     replaced = find_lr(model, optimizer, None, loader, options, num_iter=12)  # the other options are kept
@@ -457,7 +464,7 @@ def test_a_callable_method_picks_the_suggestion():
     result = find_lr(model, optimizer, nn.CrossEntropyLoss(), loader, num_iter=40, seed=0, method=tenth_of_lowest,
                      progress=False)
     assert result.method == "tenth_of_lowest"
-    assert result.suggestion == tenth_of_lowest(result.lrs, result.losses) == result.suggestions["tenth_of_lowest"]
+    assert result.found.lr == tenth_of_lowest(result.lrs, result.losses) == result.suggestions["tenth_of_lowest"]
     assert result.group_lrs == pytest.approx((result.suggestion, 10.0 * result.suggestion))
     assert set(result.suggestions) >= {"steepest", "valley", "minimum", "slide", "consensus"}
     with pytest.raises(ValueError, match="find_lr: method must be one of .* or a callable"):
@@ -467,7 +474,7 @@ def test_a_callable_method_picks_the_suggestion():
 def test_progress_goes_through_the_shared_bar(monkeypatch):
     import contextlib
 
-    import lrkit.torch.finder as finder_module
+    import lrkit.progress
 
     calls = []
 
@@ -480,7 +487,7 @@ def test_progress_goes_through_the_shared_bar(monkeypatch):
         calls.append({"label": label, "total": total, "enabled": enabled, "transient": transient, "advanced": 0})
         yield Bar()
 
-    monkeypatch.setattr(finder_module, "progress_bar", fake)
+    monkeypatch.setattr(lrkit.progress, "progress_bar", fake)
     model, optimizer, loader = two_group_setup()
     result = find_lr(model, optimizer, nn.CrossEntropyLoss(), loader, num_iter=20, end_lr=1e-2)
     results = find_group_lrs(model, optimizer, nn.CrossEntropyLoss(), loader, num_iter=20, end_lr=1e-2,
@@ -488,8 +495,13 @@ def test_progress_goes_through_the_shared_bar(monkeypatch):
     assert calls == [
         {"label": "LR range test", "total": 20, "enabled": True, "transient": True,
          "advanced": len(result.raw_losses)},
-        *({"label": f"LR range test, group {g}", "total": 20, "enabled": False, "transient": True,
-           "advanced": len(r.raw_losses)} for g, r in enumerate(results)),
+        {"label": "LR range test: check", "total": 20, "enabled": True, "transient": True,
+         "advanced": result.check.updates},
+        *(bar for g, r in enumerate(results) for bar in (
+            {"label": f"LR range test, group {g}", "total": 20, "enabled": False, "transient": True,
+             "advanced": len(r.raw_losses)},
+            {"label": f"LR range test, group {g}: check", "total": 20, "enabled": False, "transient": True,
+             "advanced": r.check.updates})),
     ]
 
 
@@ -522,14 +534,25 @@ def test_result_holds_its_suggestion_and_keeps_the_flat_json():
     result = find_lr(model, optimizer, nn.CrossEntropyLoss(), loader, num_iter=60, progress=False)
     found = result.found
     assert isinstance(found, Suggestion)
-    assert (result.suggestion, result.method, result.suggestions, result.interval, result.confidence,
-            result.notes) == (found.lr, found.method, found.suggestions, found.interval, found.confidence, found.notes)
+    assert (result.method, result.suggestions, result.interval, result.confidence, result.reason) == (
+        found.method, found.suggestions, found.interval, found.confidence, found.reason)
+    assert result.suggestion == result.check.lr and result.notes == (*found.notes, result.check.note)
     data = json.loads(json.dumps(result.to_dict()))
     assert list(data) == ["lrs", "losses", "raw_losses", "suggestion", "method", "suggestions", "interval",
-                          "confidence", "notes", "clr_bounds", "group_lrs", "stop_reason", "group", "validation"]
-    assert data["suggestion"] == found.lr and data["notes"] == list(found.notes)
+                          "confidence", "notes", "reason", "clr_bounds", "group_lrs", "stop_reason", "group",
+                          "validation", "check"]
+    assert data["suggestion"] == result.check.lr and data["suggestions"][data["method"]] == found.lr
+    assert data["notes"] == [*found.notes, result.check.note] and data["check"]["note"] == result.check.note
+    assert data["reason"] == found.reason == "rule 'consensus': the default rule (no schedule given)"
     again = FinderResult.from_dict(data)
-    assert again.found == found and again.to_dict() == data
+    assert again.found == found and again.check == result.check and again.to_dict() == data
+    unchecked = find_lr(model, optimizer, nn.CrossEntropyLoss(), loader, num_iter=60, check="none", progress=False)
+    plain = unchecked.to_dict()
+    assert plain["check"] is None and plain["suggestion"] == unchecked.found.lr and plain["notes"] == list(
+        unchecked.found.notes)
+    assert FinderResult.from_dict(plain).to_dict() == plain
+    older = {k: v for k, v in plain.items() if k not in ("reason", "check")}  # written before the check existed
+    assert FinderResult.from_dict(older).suggestion == unchecked.suggestion
     with pytest.raises(ValueError, match="missing keys \\['suggestion'\\]"):
         FinderResult.from_dict({k: v for k, v in data.items() if k != "suggestion"})
     with pytest.raises(ValueError, match="stop_reason must be one of 'completed', 'diverged', 'non-finite', got 'x'"):

@@ -460,3 +460,22 @@ def test_step_takes_no_epoch():
     sched = lipschitz_lr(sgd(model), model, "softmax_ce")
     with pytest.raises(ValueError, match="LipschitzLR.step: epoch must be None"):
         sched.step(3)
+
+
+def test_unusable_epochs_warn_once_per_run_and_are_counted(caplog):
+    """A run whose activations vanish (K_z = 0, so L = 0) warned once per epoch before (issue 10)."""
+    runs = []
+    with caplog.at_level(logging.DEBUG, logger="lrkit.torch.lipschitz"):
+        for _ in range(2):  # two runs: one warning each
+            model = classifier()
+            opt = sgd(model)
+            sched = lipschitz_lr(opt, model, "softmax_ce")
+            for _ in range(5):
+                model(torch.zeros(3, 2))  # relu(0) = 0 enters the last layer
+                sched.step()
+            runs.append(sched)
+    warned = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warned) == 2 and "unusable Lipschitz constant L=0.0" in warned[0].getMessage()
+    assert "counted in LipschitzLR.skipped" in warned[0].getMessage()
+    assert sum(record.levelno == logging.DEBUG for record in caplog.records) == 8
+    assert [sched.skipped for sched in runs] == [5, 5] and lr_of(opt) == 0.01

@@ -402,3 +402,21 @@ def test_scheduled_lr_takes_only_a_plateau_factor():
 
     with pytest.raises(ValueError, match="ScheduledLR: plateau must be a lrkit.torch.PlateauFactor"):
         ScheduledLR(make_optimizer(), S.constant(0.1), plateau=LookAlike())
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"factor": -5}, r"factor must be in \(0.0, 1.0\), got -5"),
+    ({"patience": -3}, "patience must be an integer >= 0, got -3"),
+    ({"min_lrs": [-1.0]}, "each of min_lr must be >= 0, got -1.0"),
+    ({"min_lrs": [0.0, 0.0, 0.0]}, r"min_lrs must be a list of one LR >= 0 per param group \(1\)"),
+    ({"mode": "bogus"}, "mode must be one of 'min', 'max', got 'bogus'"),
+    ({"optimizer": None}, r"state_dict must be a state saved by ReduceLROnPlateau.state_dict\(\) "
+                          r"\(unknown keys \['optimizer'\]\)"),
+])
+def test_reduce_lr_on_plateau_refuses_bad_settings_in_a_state(changes, message):
+    """Torch's load sets every key as an attribute: a negative factor or an `optimizer` key got through."""
+    plateau = ReduceLROnPlateau(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1))
+    before = dict(vars(plateau))
+    with pytest.raises(ValueError, match=f"ReduceLROnPlateau.load_state_dict: {message}"):
+        plateau.load_state_dict(plateau.state_dict() | changes)
+    assert vars(plateau) == before

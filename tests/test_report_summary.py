@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sqlite3
 
@@ -238,3 +239,88 @@ def test_load_runs_errors_are_clear_and_never_create_a_file(tmp_path, store):
     with pytest.raises(ValueError, match="'nope' is not in"):
         load_runs(store, task="nope")
     assert {r.row.strategy for r in load_runs(store, task="diabetes-mse")} == {"constant", "one-cycle", "cosine"}
+
+
+# -- one setting at a time (issue 10, item 3) ---------------------------------------------------
+def _with_epochs(run, epochs, final):
+    """`run` as if trained for `epochs` epochs (another setting: another key) ending at `final`."""
+    steps = epochs * STEPS_PER_EPOCH
+    return dataclasses.replace(run, key=f"{run.key}-{epochs}ep", epochs=epochs, step_lr=run.step_lr[:steps],
+                               step_loss=run.step_loss[:steps], epoch_metric=[final] * epochs,
+                               epoch_train_loss=run.epoch_train_loss[:epochs],
+                               epoch_val_loss=run.epoch_val_loss[:epochs], epoch_time=run.epoch_time[:epochs])
+
+
+@pytest.fixture(scope="module")
+def two_settings_store(tmp_path_factory):
+    """The 8-epoch sweep, then a 1-epoch sweep of cosine and constant (seed 0) into the same store."""
+    runs = classification_runs()
+    short = [_with_epochs(run, 1, 0.5) for run in runs if run.strategy in ("cosine", "constant") and run.seed == 0]
+    return write_store(tmp_path_factory.mktemp("settings") / "runs.sqlite", runs + short)
+
+
+@pytest.fixture(scope="module")
+def two_settings(two_settings_store):
+    return load_runs(two_settings_store)
+
+
+def test_runs_of_different_settings_are_never_pooled(two_settings, digits):
+    mixed, alone = summarize(two_settings), summarize(digits)
+    assert (mixed.epochs, mixed.batch_size, mixed.seeds) == (8, 32, (0, 1, 2))  # the most runs
+    assert mixed.strategy("cosine").final_values == alone.strategy("cosine").final_values
+    assert mixed.ranking == alone.ranking and mixed.verdict[:-1] == alone.verdict
+    assert mixed.verdict[-1] == ("Ranked: the 15 runs of 8 epochs × batch size 32. Runs of different settings are "
+                                 "never pooled; this store holds 1 epoch × batch size 32 (2 runs), 8 epochs × batch "
+                                 "size 32 (15 runs) (pick one with --epochs and --batch-size).")
+    assert len(mixed.ranked_runs(two_settings)) == 15
+
+
+def test_a_setting_can_be_chosen_and_an_absent_one_is_named(two_settings):
+    short = summarize(two_settings, epochs=1)
+    assert (short.epochs, short.seeds) == (1, (0,))
+    assert {item.strategy: item.final_values for item in short.ranking} == {"cosine": (0.5,), "constant": (0.5,)}
+    assert summarize(two_settings, epochs=8, batch_size=32).run_keys == summarize(two_settings).run_keys
+    with pytest.raises(ValueError, match=r"has no runs with 5 epochs and batch size 32; the runs have: 1 epoch"):
+        summarize(two_settings, epochs=5, batch_size=32)
+
+
+def test_a_strategy_redefined_between_sweeps_is_ranked_with_its_latest_configuration(tmp_path, digits):
+    runs = classification_runs()
+    redefined = [dataclasses.replace(_with_epochs(run, 8, 0.99), key=f"{run.key}-v2",
+                                     config={**run.config, "schedule": "cosine(lr=0.2, decay_steps=200)"})
+                 for run in runs if run.strategy == "cosine" and run.seed < 2]
+    summary = summarize(load_runs(write_store(tmp_path / "r.sqlite", runs + redefined)))
+    assert summary.strategy("cosine").final_values == (0.99, 0.99)
+    assert summary.verdict[-1] == ("Left out, as they ran with an earlier configuration of their strategy: "
+                                   "cosine (3 runs).")
+    assert summary.strategy("constant").final_values == summarize(digits).strategy("constant").final_values
+
+
+def test_the_report_page_draws_only_the_ranked_runs(two_settings, monkeypatch):
+    from lrkit.report import html
+
+    drawn = []
+    monkeypatch.setattr(html.plots, "figure_png", lambda figure: b"png")
+    for name in ("plot_metric_overview", "plot_metric_panels", "plot_loss_curves", "plot_lr_curves"):
+        monkeypatch.setattr(html.plots, name, lambda runs, summary, colors, **kw: drawn.append(len(runs)))
+    page = html.render_html(summarize(two_settings), two_settings)
+    assert drawn == [15, 15, 15, 15]
+    assert "<b>8</b> epochs · batch size <b>32</b>" in page and "never pooled" in page
+
+
+def test_lrkit_report_picks_a_setting_and_names_an_absent_one(two_settings_store, tmp_path):
+    from typer.testing import CliRunner
+
+    from lrkit.cli import app
+
+    out = tmp_path / "short.html"
+    result = CliRunner().invoke(app, ["report", str(two_settings_store), "-o", str(out), "--epochs", "1",
+                                      "--batch-size", "32"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())  # rich wraps at the terminal's width
+    assert "1 epochs x 1 seed(s)" in text and "never pooled" in text
+    assert "<b>1</b> epochs · batch size <b>32</b>" in out.read_text()
+    result = CliRunner().invoke(app, ["report", str(two_settings_store), "-o", str(out), "--epochs", "3"])
+    assert result.exit_code == 1
+    assert ("error: summarize: task 'digits-mlp' has no runs with 3 epochs; the runs have: 1 epoch"
+            in " ".join(result.stdout.split()))

@@ -141,12 +141,16 @@ def test_ray_backend_runs_the_same_trials_into_the_same_store(tmp_path):
     assert series(tmp_path / "ray.sqlite") == series(tmp_path / "local.sqlite")
 
 
-def test_rerunning_the_sweep_on_a_schema_1_store_trains_nothing(tmp_path):
+def test_rerunning_the_sweep_on_a_schema_1_store_trains_only_the_range_test_strategy(tmp_path):
+    """The fixed-LR run keeps its key through the migration; the range-test strategy's run was made
+    with an unchecked LR by a rule named outright, so it is trained again (and the old run kept)."""
     db = fixture_copy(tmp_path)
-    report = run_sweep(list(TRIALS), db, workers=1, progress=False)
-    assert (report.skipped, report.trained, report.failed) == (2, [], [])
     with ResultsStore(db) as store:
-        assert store.completed_keys() == {trial.key for trial in TRIALS}
+        old_keys = store.completed_keys()
+    report = run_sweep(list(TRIALS), db, workers=1, progress=False)
+    assert report.skipped == 1 and [run.strategy for run in report.trained] == ["constant-finder"]
+    with ResultsStore(db) as store:
+        assert store.completed_keys() == old_keys | {trial.key for trial in TRIALS}
 
 
 def test_lipschitz_sets_the_lr_once_per_epoch_and_plateau_cuts_it():

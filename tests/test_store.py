@@ -160,7 +160,9 @@ def test_a_schema_1_store_is_migrated_in_place(tmp_path):
     assert huge.steps_per_epoch is None
     # schema 1's summary took 'constant-finder' as the baseline: now the flag says so
     assert finder.config["baseline"] is True and huge.config["baseline"] is False
-    assert {key: value for key, value in finder.config.items() if key != "baseline"} == TRIALS[0].strategy.identity()
+    assert {key: value for key, value in huge.config.items() if key != "baseline"} == TRIALS[1].strategy.identity()
+    # a range-test strategy's identity now names its rule and check: its unchecked old run is not reused
+    assert finder.key != TRIALS[0].key and huge.key == TRIALS[1].key
     assert len(finder.epoch_metric) == 2 and len(huge.epoch_metric) == 1 and len(steps["huge"]["step"]) == 3
     with ResultsStore(path) as store:  # opening it again finds schema 2: nothing left to do
         assert [run.steps_per_epoch for run in store.runs()] == [12, None]
@@ -195,3 +197,128 @@ def test_refuses_a_newer_schema_even_from_a_schema_1_file(tmp_path):
         ResultsStore(path)
     with sqlite3.connect(path) as db:
         assert "steps_per_epoch" not in _schema(db)[1]
+
+
+# -- creation: one transaction, completed when a killed creation left it half-made ---------------
+def _half_created(path, tables=("meta", "runs", "steps", "epochs")):
+    """What a process killed between lrkit's CREATE TABLEs and its schema row left (before creation
+    was one transaction): some of the tables, all empty, no schema row."""
+    from lrkit.experiments.store import _SCHEMA_STATEMENTS
+
+    with sqlite3.connect(path) as db:
+        for statement in _SCHEMA_STATEMENTS:
+            if statement.split("EXISTS ")[1].split()[0] in tables:
+                db.execute(statement)
+    db.close()
+
+
+@pytest.mark.parametrize("tables", [("meta", "runs", "steps", "epochs"), ("meta", "runs"), ("meta",)])
+def test_a_half_created_store_is_created_again(tmp_path, tables):
+    path = tmp_path / "r.sqlite"
+    _half_created(path, tables)
+    with ResultsStore(path) as store:
+        store.save(make_run())
+    with ResultsStore(path) as store:
+        assert len(store.runs()) == 1
+        assert store._version() == "2"
+
+
+def test_a_zero_byte_file_becomes_a_store(tmp_path):
+    path = tmp_path / "r.sqlite"
+    path.touch()
+    with ResultsStore(path) as store:
+        store.save(make_run())
+        assert len(store.runs()) == 1
+
+
+def test_creation_is_one_transaction(tmp_path, monkeypatch):
+    """A failure after the tables were made leaves no table behind: nothing is half-created."""
+    path = tmp_path / "r.sqlite"
+    connect = sqlite3.connect
+
+    class FailingOnMeta(sqlite3.Connection):
+        def execute(self, sql, *args):
+            if sql.startswith("INSERT INTO meta"):  # after every CREATE TABLE
+                raise sqlite3.OperationalError("disk I/O error")
+            return super().execute(sql, *args)
+
+    monkeypatch.setattr(sqlite3, "connect", lambda *args, **kwargs: connect(*args, factory=FailingOnMeta, **kwargs))
+    with pytest.raises(StoreError, match="disk I/O error"):
+        ResultsStore(path)
+    monkeypatch.undo()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
+    db.close()
+
+
+def test_tables_with_runs_but_no_schema_row_are_refused(tmp_path):
+    path = tmp_path / "r.sqlite"
+    with ResultsStore(path) as store:
+        store.save(make_run())
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM meta")
+    db.close()
+    with pytest.raises(StoreError, match="schema unknown"):
+        ResultsStore(path)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1  # kept
+    db.close()
+
+
+def test_a_foreign_database_with_a_runs_table_of_its_own_is_refused_untouched(tmp_path):
+    path = tmp_path / "other.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE runs (athlete TEXT, km REAL)")  # empty, but not lrkit's columns
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="not an lrkit results store.*runs"):
+        ResultsStore(path)
+    assert path.read_bytes() == before
+
+
+# -- paths and read-only opening ---------------------------------------------------------------
+def test_a_missing_directory_is_named_in_one_line(tmp_path):
+    with pytest.raises(StoreError, match=r"the directory .*nodir does not exist") as caught:
+        ResultsStore(tmp_path / "nodir" / "r.sqlite")
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "nodir").exists()  # not created
+
+
+def test_a_directory_is_not_a_store_path(tmp_path):
+    with pytest.raises(StoreError, match="is a directory"):
+        ResultsStore(tmp_path)
+
+
+def test_readonly_reads_and_never_writes(tmp_path):
+    path = tmp_path / "r.sqlite"
+    with ResultsStore(path) as store:
+        store.save(make_run())
+    before = path.read_bytes()
+    with ResultsStore(path, readonly=True) as store:
+        [row] = store.runs()
+        assert len(store.step_series(row.key)["lr"]) == 6
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            store.save(make_run(seed=1))
+    assert path.read_bytes() == before
+
+
+def test_readonly_never_creates_a_store(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such results store"):
+        ResultsStore(tmp_path / "missing.sqlite", readonly=True)
+    assert not (tmp_path / "missing.sqlite").exists()
+
+
+def test_readonly_migrates_a_schema_1_store_in_memory_only(tmp_path):
+    path = fixture_copy(tmp_path)
+    with ResultsStore(path, readonly=True) as store:
+        assert [run.steps_per_epoch for run in store.runs()] == [12, None]
+    db = sqlite3.connect(path)
+    assert _schema(db)[0] == "1" and "steps_per_epoch" not in _schema(db)[1]  # the file is as it was
+    db.close()
+
+
+def test_readonly_refuses_a_half_created_store_with_the_remedy(tmp_path):
+    path = tmp_path / "r.sqlite"
+    _half_created(path)
+    with pytest.raises(StoreError, match="creation was interrupted"):
+        ResultsStore(path, readonly=True)

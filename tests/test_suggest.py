@@ -292,3 +292,85 @@ def test_suggest_does_not_import_torch():
 
     code = "import sys, lrkit.suggest; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- the rule for a schedule ------------------------------------------------------------------
+def test_each_schedule_kind_maps_to_its_rule():
+    lrs, losses = _falling_then_rising(tail_dip=False)
+    for kind, rule in S.SCHEDULE_RULES.items():
+        found = S.suggest(lrs, losses, schedule=kind)
+        assert found.method == rule and found.lr == found.suggestions[rule]
+        assert found.reason == f"rule {rule!r} for a {kind} LR"
+    assert S.SCHEDULE_RULES == {"constant": "minimum", "decaying": "consensus"}
+    plain = S.suggest(lrs, losses)
+    assert plain.reason == "rule 'consensus': the default rule (no schedule given)"
+    assert S.suggest(lrs, losses, method="valley").reason == "rule 'valley': the method given (no schedule given)"
+
+
+@pytest.mark.parametrize("schedule, rule", [
+    ("constant(lr=0.1)", "minimum"),
+    ("warmup(constant(lr=0.1), steps=1000)", "minimum"),
+    ("cosine(lr=0.1, decay_steps=1600)", "consensus"),
+    ("one_cycle(max_lr=0.1, total_steps=1600)", "consensus"),
+    ("in_epochs(step(lr=0.1, step_size=0.34, gamma=0.1), steps_per_epoch=1600)", "consensus"),
+    ("exponential(lr=0.1, decay_steps=1600, decay_rate=0.01)", "consensus"),
+    ("sgdr(lr=0.1, first_cycle_steps=40, t_mul=2)", "consensus"),
+])
+def test_a_schedule_or_its_spec_is_classified_by_evaluating_it(schedule, rule):
+    from lrkit.schedules import parse
+
+    lrs, losses = _falling_then_rising(tail_dip=False)
+    for form in (schedule, parse(schedule)):
+        found = S.suggest(lrs, losses, schedule=form)
+        assert found.method == rule
+        assert found.reason.startswith(f"rule {rule!r} for a {'constant' if rule == 'minimum' else 'decaying'} "
+                                       f"schedule: {parse(schedule)} is within 10 % of its peak for ")
+
+
+def test_schedule_kind_by_hand():
+    from lrkit.schedules import constant, cosine, multistep, wsd
+    from lrkit.schedules.shape import LONG_RUN, schedule_kind
+
+    # cosine over its own run: 0.5 (1 + cos(pi t / T)) >= 0.9 while t / T <= arccos(0.8) / pi = 0.2048
+    shape = schedule_kind(cosine(0.1, 10_000), total_steps=10_000)
+    assert shape.kind == "decaying" and shape.near_peak == pytest.approx(math.acos(0.8) / math.pi, abs=2e-4)
+    assert schedule_kind(constant(0.1)) == type(shape)("constant", 1.0, LONG_RUN)
+    assert schedule_kind(multistep(0.1, (500, 750)), total_steps=1000).near_peak == pytest.approx(0.5, abs=1e-3)
+    # warmup-stable-decay holds its peak for most of its run, and ends below it in the long run
+    run = wsd(0.1, warmup_steps=50, stable_steps=800, decay_steps=150)
+    assert schedule_kind(run, total_steps=1000).kind == "constant"
+    assert schedule_kind(run).kind == "decaying"
+    assert schedule_kind(cosine(0.1, 100, alpha=0.95)).kind == "constant"  # barely decays
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"schedule": "constant", "method": "valley"},
+     "suggest: method must be left at 'consensus' when schedule is given \\(schedule='constant' picks the rule\\); "
+     "pass method or schedule, not both, got 'valley'"),
+    ({"schedule": "decaying", "method": tenth_of_last}, "method must be left at 'consensus' when schedule is given"),
+    ({"schedule": "cyclic"}, "suggest: schedule must be one of 'constant', 'decaying', a Schedule or a schedule "
+                             "spec \\(parse: .*got 'cyclic'"),
+    ({"schedule": 3}, "schedule must be one of 'constant', 'decaying', a Schedule or a schedule spec, got 3"),
+    ({"schedule": "constant(lr=0.0)"}, "schedule_kind: schedule must be a schedule whose LR rises above 0"),
+])
+def test_bad_schedules_and_method_with_schedule_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        S.suggest([1e-3, 1e-2, 1e-1], [2.0, 1.0, 3.0], **kwargs)
+
+
+def test_schedule_kind_arguments_are_named():
+    from lrkit.schedules import constant
+    from lrkit.schedules.shape import schedule_kind
+
+    with pytest.raises(ValueError, match="schedule_kind: total_steps must be an integer >= 1, got 0"):
+        schedule_kind(constant(0.1), total_steps=0)
+    with pytest.raises(ValueError, match="schedule_kind: schedule must be a schedule, got 'cosine'"):
+        schedule_kind("cosine")
+
+
+def test_schedule_shape_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, lrkit.schedules.shape; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -22,6 +22,8 @@ _LAZY = {
     "GradualUnfreezing": "lrkit.torch",
     "fine_tune": "lrkit.finetune",
     "find_lr": "lrkit.torch",
+    "tune_lr": "lrkit.tuning",
+    "TuneResult": "lrkit.tuning",
 }
 
 __all__ = ["__version__", *_LAZY]

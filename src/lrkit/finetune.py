@@ -10,7 +10,9 @@ fast.ai 2018 (lesson 1, "the eight steps"; Howard & Ruder 2018 for the discrimin
 6. train everything with SGDR, cycles doubling in length (``t_mul=2``, "cycle_mult=2").
 
 `train_head` is steps 1-2, `train_unfrozen` steps 3-6; `fine_tune` runs both. Every stage logs
-its LR choice and each epoch through `logging` and returns its history.
+its LR choice and each epoch through `logging` and returns its history. A schedule-free
+optimizer (`StageOptions.optimizer` may build one) is switched to its training point when built
+and evaluated at its evaluation point (`lrkit.torch.evaluation.evaluation_point`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from lrkit.torch import (
     layer_groups,
     unfreeze,
 )
-from lrkit.torch.evaluation import Metric, accuracy, evaluate
+from lrkit.torch.evaluation import Metric, accuracy, evaluate, evaluation_point, training_point
 from lrkit.torch.freezing import BN_MODES, BNMode
 from lrkit.validation import (
     callable_arg,
@@ -155,7 +157,7 @@ def train_head(
     _check_common(groups, epochs, lr)
     total = _total_steps(epochs, _steps_per_epoch(train_loader))
     freeze(groups, bn=opts.bn)
-    opt = opts.optimizer([{"params": list(groups[-1].params), "lr": lr or 1.0}])
+    opt = _build_optimizer(opts, [{"params": list(groups[-1].params), "lr": lr or 1.0}])
     lr, source = _choose_lr(model, opt, criterion, train_loader, lr, opts, scale=1.0, stage="head")
     for group in opt.param_groups:
         group["lr"] = lr
@@ -201,7 +203,7 @@ def train_unfrozen(
         unfreezer = None
     else:
         unfreezer = GradualUnfreezing(groups, gradual_every, steps_per_epoch=spe, start=gradual_start, bn=opts.bn)
-    opt = opts.optimizer(discriminative_param_groups(groups, lrs=ratios))
+    opt = _build_optimizer(opts, discriminative_param_groups(groups, lrs=ratios))
     head_lr, source = _choose_lr(model, opt, criterion, train_loader, lr, opts, scale=ratios[0], stage="unfrozen")
     lrs = tuple(head_lr * r for r in ratios)
     for group, value in zip(opt.param_groups, lrs):
@@ -253,6 +255,14 @@ def fine_tune(
                                  factor=factor, cycle_len=cycle_len, t_mul=t_mul, gradual_every=gradual_every,
                                  gradual_start=min(2, len(groups)) if stages else 1, options=opts))
     return FineTuneResult(tuple(stages))
+
+
+def _build_optimizer(opts: StageOptions, param_groups: list[dict[str, Any]]) -> Optimizer:
+    """`opts.optimizer` over `param_groups`, at its training point (a schedule-free optimizer is
+    built in eval mode, where it cannot step)."""
+    opt = opts.optimizer(param_groups)
+    training_point(opt)
+    return opt
 
 
 def _check_common(groups: Sequence[LayerGroup], epochs: float, lr: float | None) -> None:
@@ -345,7 +355,8 @@ def _fit(stage: str, model: nn.Module, groups: Sequence[LayerGroup], opt: Optimi
                 if step == total:
                     break
             epoch += 1
-            val_loss, score = evaluate(model, val_loader, criterion, opts.metric, device)
+            with evaluation_point(model, opt, train_loader):
+                val_loss, score = evaluate(model, val_loader, criterion, opts.metric, device)
             record = EpochRecord(stage, epoch, step, running / seen, val_loss, score, lrs, trainable)
             history.append(record)
             log.info("stage %s: epoch %d (step %d) train loss %.4f, val loss %.4f, metric %.4f, "

@@ -14,8 +14,9 @@ swappable as in fastai (``fastai/callback/schedule.py``):
 Each is a `Rule` (name, function, minimum number of points, where the interval reads it) in the
 registry `HEURISTICS`; `register` adds one, and `suggest` runs every registered rule that has
 enough points. `suggest(method=...)` takes a registered name or any callable ``(lrs, losses) -> lr``
-(fastai's ``suggest_funcs``). `clr_bounds` proposes ``(base_lr, max_lr)`` for cyclical schedules
-(Smith 2017, §3.3). No torch import here.
+(fastai's ``suggest_funcs``); `suggest(schedule=...)` picks the rule for the schedule the LR is
+for instead (`SCHEDULE_RULES`, `choose_rule`). `clr_bounds` proposes ``(base_lr, max_lr)`` for
+cyclical schedules (Smith 2017, §3.3). No torch import here.
 """
 
 from __future__ import annotations
@@ -26,15 +27,20 @@ from typing import TypeAlias
 
 import numpy as np
 
+from lrkit.schedules import Schedule, parse
+from lrkit.schedules.shape import SCHEDULE_KINDS, schedule_kind
 from lrkit.validation import callable_arg, choice, fail, in_range, instance, integer, optional, positive
 
-__all__ = ["DEFAULT_METHOD", "HEURISTICS", "INTERVAL_READS", "Method", "Rule", "RuleFn", "Suggestion", "clr_bounds",
-           "consensus", "minimum", "register", "resolve_rule", "slide", "steepest", "suggest", "valley"]
+__all__ = ["DEFAULT_METHOD", "HEURISTICS", "INTERVAL_READS", "SCHEDULE_RULES", "Method", "Rule", "RuleFn",
+           "ScheduleFor", "Suggestion", "choose_rule", "clr_bounds", "consensus", "minimum", "register",
+           "resolve_rule", "slide", "steepest", "suggest", "valley"]
 
 #: A suggestion rule: ``(lrs, losses) -> lr`` on an increasing LR sweep and its (smoothed) losses.
 RuleFn: TypeAlias = Callable[[np.ndarray, np.ndarray], float]
 #: What `suggest` and the finder accept as ``method``: a registered rule's name or a callable rule.
 Method: TypeAlias = str | RuleFn
+#: What `suggest` and the finder accept as ``schedule``: a kind of `SCHEDULE_RULES`, a `Schedule` or its spec.
+ScheduleFor: TypeAlias = str | Schedule
 
 
 def _curve(owner: str, lrs, losses, *, min_points: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -221,6 +227,41 @@ def resolve_rule(method: Method, owner: str = "suggest") -> Rule:
     return custom
 
 
+#: The rule for each kind of schedule (`lrkit.schedules.shape.SCHEDULE_KINDS`), chosen by
+#: bench/bench_finder.py (docs/benchmarks.md, "LR finder" and its CNN): ``minimum`` has the best
+#: worst case trained at a constant LR, ``consensus`` under a decaying (cosine) one.
+SCHEDULE_RULES = {"constant": "minimum", "decaying": "consensus"}
+
+
+def choose_rule(method: Method = DEFAULT_METHOD, schedule: ScheduleFor | None = None,
+                owner: str = "suggest") -> tuple[Rule, str]:
+    """The rule of the reported suggestion and why it was chosen.
+
+    `schedule` None: `method`'s rule (`resolve_rule`). Otherwise the rule of `SCHEDULE_RULES` for
+    the schedule's kind: ``"constant"`` or ``"decaying"`` as given, or a `Schedule` (or its spec,
+    see `lrkit.schedules.parse`) classified by `lrkit.schedules.shape.schedule_kind` over its long
+    run. A schedule picks the rule, so `method` must then be left at `DEFAULT_METHOD`.
+    """
+    if schedule is None:
+        rule = resolve_rule(method, owner)
+        given = "the default rule" if isinstance(method, str) and method == DEFAULT_METHOD else "the method given"
+        return rule, f"rule {rule.name!r}: {given} (no schedule given)"
+    if not (isinstance(method, str) and method == DEFAULT_METHOD):
+        raise fail(owner, "method", f"left at {DEFAULT_METHOD!r} when schedule is given (schedule={schedule!r} picks "
+                   "the rule); pass method or schedule, not both", method)
+    if isinstance(schedule, str) and schedule in SCHEDULE_KINDS:
+        return HEURISTICS[SCHEDULE_RULES[schedule]], f"rule {SCHEDULE_RULES[schedule]!r} for a {schedule} LR"
+    allowed = f"one of {', '.join(map(repr, SCHEDULE_KINDS))}, a Schedule or a schedule spec"
+    if isinstance(schedule, str):
+        try:
+            schedule = parse(schedule)
+        except ValueError as err:
+            raise fail(owner, "schedule", f"{allowed} ({err})", schedule) from None
+    shape = schedule_kind(instance(owner, "schedule", schedule, Schedule, allowed))
+    name = SCHEDULE_RULES[shape.kind]
+    return HEURISTICS[name], f"rule {name!r} for a {shape.kind} schedule: {schedule} is {shape.describe()}"
+
+
 def _lr(rule: Rule, lrs: np.ndarray, losses: np.ndarray) -> float:
     """``rule(lrs, losses)``, checked: a learning rate is a finite number > 0."""
     return float(positive("suggest", f"the LR of rule {rule.name!r}", rule(lrs, losses)))
@@ -261,7 +302,8 @@ class Suggestion:
     as `consensus` reads them (where the published rules land);
     ``confidence``: how far the two votes of `consensus` (minimum, falling-part steepest) agree,
     ``"high"`` (within 0.5 decade), ``"medium"`` (1 decade) or ``"low"`` (further apart, or any
-    note); ``notes``: plain-language warnings about the curve.
+    note); ``notes``: plain-language warnings about the curve; ``reason``: why ``method`` was
+    chosen (`choose_rule`).
     """
 
     lr: float
@@ -270,6 +312,7 @@ class Suggestion:
     interval: tuple[float, float]
     confidence: str
     notes: tuple[str, ...] = field(default=())
+    reason: str = ""
 
 
 def _noise(raw_losses: np.ndarray) -> float:
@@ -294,15 +337,17 @@ def _notes(lrs: np.ndarray, losses: np.ndarray, raw_losses: np.ndarray | None) -
     return notes
 
 
-def suggest(lrs, losses, raw_losses=None, method: Method = DEFAULT_METHOD) -> Suggestion:
+def suggest(lrs, losses, raw_losses=None, method: Method = DEFAULT_METHOD,
+            schedule: ScheduleFor | None = None) -> Suggestion:
     """Run every registered rule that has enough points on a range-test curve, and judge how far
     to trust the result.
 
     `losses` are the smoothed losses the rules read; `raw_losses` (same length, optional) the
     unsmoothed ones, used only to measure noise for the confidence note. `method` picks the
-    reported LR (see `resolve_rule`); a callable rule is added to ``suggestions`` under its name.
+    reported LR (see `resolve_rule`), or `schedule` does: the rule for the schedule the LR is for
+    (see `choose_rule`); a callable rule is added to ``suggestions`` under its name.
     """
-    rule = resolve_rule(method)
+    rule, reason = choose_rule(method, schedule)
     lrs, losses = _curve("suggest", lrs, losses, min_points=2)
     raw = None if raw_losses is None else _curve("suggest", lrs, raw_losses)[1]
     if lrs.size < rule.min_points:
@@ -318,4 +363,5 @@ def suggest(lrs, losses, raw_losses=None, method: Method = DEFAULT_METHOD) -> Su
                      "iterations and compare")
     confidence = "low" if notes else "high" if spread <= 0.5 else "medium"
     return Suggestion(lr=everything[rule.name], method=rule.name, suggestions=everything,
-                      interval=_interval(lrs, losses, everything), confidence=confidence, notes=tuple(notes))
+                      interval=_interval(lrs, losses, everything), confidence=confidence, notes=tuple(notes),
+                      reason=reason)

@@ -7,6 +7,7 @@ from lrkit.cli import (  # noqa: F401  (registers commands)
     finetune,
     plot,
     report,
+    tune,
 )
 from lrkit.cli.app import app
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -11,32 +13,50 @@ from rich.table import Table
 
 from lrkit.cli.app import app
 
+if TYPE_CHECKING:
+    from lrkit.experiments.strategies import Strategy
+
+MAX_SEEDS = 1000
+
 
 def _list_choices(console: Console) -> None:
-    from lrkit.experiments.strategies import DEFAULT_STRATEGIES
+    from lrkit.experiments.strategies import FAMILIES, LR_FREE_STRATEGIES
     from lrkit.tasks import available_tasks, get_task
 
     tasks = Table(title="tasks (--task)")
     tasks.add_column("name")
+    tasks.add_column("family")
     tasks.add_column("description")
     for name in available_tasks():
-        tasks.add_row(name, escape(get_task(name).description))
-    strategies = Table(title="strategies (--strategies a,b,c)")
-    strategies.add_column("name")
-    strategies.add_column("what it does")
-    for strategy in DEFAULT_STRATEGIES:
-        strategies.add_row(strategy.name, escape(strategy.description))
-    console.print(tasks, strategies)
+        tasks.add_row(name, get_task(name).family, escape(get_task(name).description))
+    console.print(tasks)
+    for family, members in FAMILIES.items():
+        of_family = [name for name in available_tasks() if get_task(name).family == family]
+        title = f"family {family}, the default for {', '.join(of_family) or 'no registered task yet'}"
+        console.print(_strategy_table(escape(title), members))
+    console.print(_strategy_table("LR-free optimizers: any task, by name", LR_FREE_STRATEGIES))
+
+
+def _strategy_table(title: str, strategies: Iterable[Strategy]) -> Table:
+    table = Table(title=f"{title} (--strategies a,b,c)")
+    table.add_column("name")
+    table.add_column("what it does")
+    for strategy in strategies:
+        table.add_row(strategy.name, escape(strategy.description))
+    return table
 
 
 @app.command()
 def compare(
     task: str = typer.Option(None, "--task", "-t", help="Bundled or registered task (see --list)."),
-    strategies: str = typer.Option(None, "--strategies", "-s", help="Comma-separated strategy names (default: all)."),
+    strategies: str = typer.Option(None, "--strategies", "-s",
+                                   help="Comma-separated strategy names, any family (default: the task family's)."),
     custom: list[str] = typer.Option(None, "--strategy", help='Extra strategy NAME=TEMPLATE, e.g. "wc=warmup('
-                                     'cosine(lr={lr}, decay_steps={total_steps}), steps={steps_per_epoch})". '
-                                     "Fields: {lr} (finder LR), {total_steps}, {steps_per_epoch}, {epochs}."),
-    seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds per strategy (0..N-1)."),
+                                     'cosine(lr={lr}, decay_steps={total_steps}), steps={steps_per_epoch})", trained '
+                                     "like the task family's baseline (its optimizer). Fields: {lr} (finder LR), "
+                                     "{total_steps}, {steps_per_epoch}, {epochs}."),
+    seeds: int = typer.Option(3, "--seeds", min=1, max=MAX_SEEDS,
+                              help=f"Seeds per strategy (0..N-1, N at most {MAX_SEEDS})."),
     epochs: int = typer.Option(None, "--epochs", "-e", min=1, help="Epochs per run (default: the task's)."),
     batch_size: int = typer.Option(None, "--batch-size", "-b", min=1, help="Batch size (default: the task's)."),
     db: Path = typer.Option(Path("runs.sqlite"), "--db", help="SQLite results store (created or resumed)."),
@@ -49,12 +69,14 @@ def compare(
 ) -> None:
     """Train every (strategy, seed) on a task, store each run in SQLite, print the ranking.
 
+    Without --strategies, the strategies of the task's family run (see --list).
     Re-running the same command trains only the runs the store does not hold yet, so an
     interrupted sweep (Ctrl-C, kill -9) resumes where it stopped.
 
     Example:  lrkit compare --task mnist1d-cnn --strategies cosine,one-cycle,adam --seeds 3 --report r.html
     """
-    from lrkit.experiments.runner import plan, run_sweep
+    from lrkit.cli.output import HTML_SUFFIXES, output_file
+    from lrkit.experiments.runner import SweepInterrupted, plan, run_sweep
     from lrkit.experiments.store import StoreError
     from lrkit.experiments.strategies import select_strategies
     from lrkit.tasks import get_task
@@ -65,18 +87,27 @@ def compare(
         return
     if task is None:
         raise typer.BadParameter("choose a task (see --list)", param_hint="--task")
+    if strategies is not None and not strategies.strip(" ,"):
+        raise typer.BadParameter("name at least one strategy (leave --strategies out for the task family's)",
+                                 param_hint="--strategies")
+    if report is not None:
+        report = output_file(report, HTML_SUFFIXES, "--report")  # checked before training
     try:
         task_spec = get_task(task)
-        chosen = select_strategies(strategies, custom)
-        trials = plan(task, chosen, seeds, epochs or task_spec.epochs, batch_size or task_spec.batch_size)
+        chosen = select_strategies(strategies, custom, family=task_spec.family)
+        epochs, batch_size = epochs or task_spec.epochs, batch_size or task_spec.batch_size
+        trials = plan(task, chosen, seeds, epochs, batch_size)
         sweep = run_sweep(trials, db, workers=workers, backend=backend, address=address, progress=not quiet)
+    except SweepInterrupted as stop:
+        console.print(str(stop))
+        raise typer.Exit(128 + stop.signal) from None
     except StoreError as err:
         raise typer.BadParameter(str(err), param_hint="--db") from None
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     console.print(f"trained {len(sweep.trained)} run(s), {sweep.skipped} already stored, "
                   f"{len(sweep.failed)} failed -> {db}")
-    _print_summary(console, db, task, report)
+    _print_summary(console, db, task, report, epochs, batch_size)
     if sweep.failed:
         for trial, error in sweep.failed:
             console.print(f"[red]failed:[/red] {escape(trial.strategy.name)} seed {trial.seed}: "
@@ -84,10 +115,14 @@ def compare(
         raise typer.Exit(1)
 
 
-def _print_summary(console: Console, db: Path, task: str, report: Path | None) -> None:
+def _print_summary(console: Console, db: Path, task: str, report: Path | None, epochs: int, batch_size: int) -> None:
+    """The ranking of the setting just trained (and its HTML report when asked)."""
+    from lrkit.cli.output import writing
     from lrkit.cli.ranking import print_ranking
     from lrkit.report import load_runs, summarize, write_report
 
-    print_ranking(summarize(load_runs(db, task=task)), console)
+    print_ranking(summarize(load_runs(db, task=task), epochs=epochs, batch_size=batch_size), console)
     if report is not None:
-        console.print(f"report: [bold]{write_report(db, report, task=task)}[/bold]")
+        with writing(report):
+            path = write_report(db, report, task=task, epochs=epochs, batch_size=batch_size)
+        console.print(f"report: [bold]{path}[/bold]")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -21,7 +22,7 @@ def demo(
 ) -> None:
     """Run the LR case study on MNIST-1D, store the runs, write the HTML report, print the ranking.
 
-    Every default strategy (constant LRs too small / too large / from the LR finder, step,
+    Every strategy of the sgd family (constant LRs too small / too large / from the LR finder, step,
     multistep, exponential, cosine, warmup+cosine, SGDR, CLR, one-cycle, plateau, Lipschitz,
     Adagrad, RMSprop, Adadelta, Adam) x 3 seeds. Interrupt it at any time: re-running resumes.
 
@@ -29,17 +30,40 @@ def demo(
     """
     from lrkit.casestudy import FULL, QUICK, run_case_study
     from lrkit.cli.ranking import print_ranking
+    from lrkit.experiments.runner import SweepInterrupted
+    from lrkit.experiments.store import StoreError
     from lrkit.report import load_runs, summarize
 
     study = QUICK if quick else FULL
     out = output_dir or Path("lrkit-demo-quick" if quick else "lrkit-demo")
     console = Console()
-    console.print(f"lrkit case study: {len(study.strategies)} strategies x {study.seeds} seed(s) x "
+    console.print(f"lrkit case study: {len(study.chosen_strategies())} strategies x {study.seeds} seed(s) x "
                   f"{study.epochs} epochs on {study.task} -> {out}/")
-    result = run_case_study(study, out, workers=workers, progress=not quiet)
-    print_ranking(summarize(load_runs(result.db, task=study.task)), console)
+    _usable_folder(out)
+    try:
+        result = run_case_study(study, out, workers=workers, progress=not quiet)
+    except SweepInterrupted as stop:
+        console.print(str(stop))
+        raise typer.Exit(128 + stop.signal) from None
+    except StoreError as err:
+        raise typer.BadParameter(str(err), param_hint="--output-dir") from None
+    print_ranking(summarize(load_runs(result.db, task=study.task), epochs=study.epochs, batch_size=study.batch_size),
+                  console)
     console.print(f"report:   [bold]{result.report}[/bold]\ngallery:  {result.gallery}\nresults:  {result.db}",
                   soft_wrap=True)  # paths stay whole, so they can be copied
     if result.sweep.failed:
         console.print(f"[red]{len(result.sweep.failed)} run(s) failed; see the log above[/red]")
         raise typer.Exit(1)
+
+
+def _usable_folder(out: Path) -> None:
+    """Create `out` (and its parents) or stop with one line saying why it cannot be used."""
+    if out.exists() and not out.is_dir():
+        raise typer.BadParameter(f"{out} is a file; give a folder", param_hint="--output-dir")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise typer.BadParameter(f"cannot create the folder {out}: {err.strerror or err}",
+                                 param_hint="--output-dir") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise typer.BadParameter(f"the folder {out} cannot be written (permission denied)", param_hint="--output-dir")

@@ -17,7 +17,8 @@ def find_lr_on_task(task: str | Task, optimizer: str = "sgd", *, seed: int = 0, 
                     use_val: bool = False, **finder_kwargs: Any) -> FinderResult:
     """Build the task's model (torch seeded with `seed`) and optimizer, then run `find_lr` on its
     training loader (shuffled with `seed`); `use_val` records the validation loss instead.
-    `finder_kwargs` go to `find_lr`.
+    `finder_kwargs` go to `find_lr` (`FinderOptions` fields: ``schedule="constant"`` for the rule
+    of a constant LR, ``check="none"`` to skip the check, ...).
     """
     integer("find_lr_on_task", "seed", seed, minimum=0)
     task = get_task(task) if isinstance(task, str) else task

@@ -3,17 +3,39 @@
 Only the parent process writes to the store, one transaction per finished run: killing the
 sweep loses at most the runs in flight, and running the same command again trains only the
 trials whose keys are not stored yet.
+
+The process backend runs `workers` worker processes, each training one trial at a time:
+
+* a worker that dies (``kill -9``, the out-of-memory killer) fails only the trial it was
+  running, with the reason; a fresh worker takes the next trial and the sweep goes on;
+* every worker watches a lifeline pipe whose only writing end this process holds, and ends
+  itself the moment it closes: when the sweep ends, and when its process dies, even by
+  ``kill -9`` (then the forkserver and its resource tracker, which live as long as a worker or
+  this process does, end too);
+* Ctrl-C (SIGINT) and SIGTERM stop the sweep at once: no new trial starts, in-flight trials
+  are abandoned (their workers killed; workers ignore both signals themselves), every finished
+  run stays stored, and `SweepInterrupted` says what was kept.
+
+A parent-death signal (Linux ``PR_SET_PDEATHSIG``) would not do instead of the lifeline: a
+worker's parent is the forkserver, which lives as long as any worker holds its pipe.
+
+docs/reliability.md states these guarantees.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
 import traceback
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing import get_context
+from multiprocessing.connection import Connection, wait
+from multiprocessing.context import ForkServerContext
 from pathlib import Path
 
 import torch
@@ -27,6 +49,10 @@ from lrkit.progress import progress_bar
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("process", "ray")
+#: What the forkserver imports once, before forking workers, so that no worker pays for it at its
+#: first trial: this module (torch, lrkit), torch's compiler stack (the first optimizer imports it)
+#: and scikit-learn's splitting (every task's train/validation split). A missing one is skipped.
+WORKER_PRELOAD = (__name__, "torch._dynamo", "sklearn.model_selection")
 
 
 @dataclass
@@ -36,6 +62,31 @@ class SweepReport:
     trained: list[RunResult] = field(default_factory=list)
     skipped: int = 0
     failed: list[tuple[Trial, str]] = field(default_factory=list)
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or SIGTERM stopped a sweep. Every run it finished is stored.
+
+    `report`: what the sweep did until then; `not_run`: trials it neither stored nor failed (in
+    flight or waiting), which the same command trains when run again; `signal`: the signal that
+    stopped it (a command exits with status 128 + signal). ``str()`` is the one line to print.
+    A KeyboardInterrupt, so code that does not know it stops as Ctrl-C would stop it.
+    """
+
+    def __init__(self, report: SweepReport, not_run: int, db: Path, signal_number: int):
+        super().__init__()
+        self.report = report
+        self.not_run = not_run
+        self.db = db
+        self.signal = signal_number
+
+    def __str__(self) -> str:
+        kept = len(self.report.trained)
+        text = (f"interrupted: kept {kept} finished run{'' if kept == 1 else 's'} in {self.db}; "
+                f"{self.not_run} trial{'' if self.not_run == 1 else 's'} not run")
+        if self.report.failed:
+            text += f", {len(self.report.failed)} failed"
+        return text + " — run the same command to continue"
 
 
 def plan(task: str, strategies: Iterable[Strategy], seeds: int | Iterable[int], epochs: int,
@@ -52,7 +103,13 @@ def plan(task: str, strategies: Iterable[Strategy], seeds: int | Iterable[int], 
 def run_sweep(trials: list[Trial], db: str | Path, *, workers: int | None = None, backend: str = "process",
               address: str | None = None, progress: bool = True,
               on_result: Callable[[RunResult], None] | None = None) -> SweepReport:
-    """Train the trials not yet in the store at `db`, `workers` at a time (default: all cores)."""
+    """Train the trials not yet in the store at `db`, `workers` at a time (default: all cores).
+
+    A store that cannot be written is refused (`StoreError`) before anything trains. A trial that
+    raises, or whose worker process dies, is reported in `SweepReport.failed` with the reason and
+    the sweep goes on. Ctrl-C or SIGTERM raise `SweepInterrupted` once the workers are stopped;
+    a Ray backend that cannot start raises `BackendError` (one line).
+    """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     workers = workers or os.cpu_count() or 1
@@ -72,22 +129,51 @@ def run_sweep(trials: list[Trial], db: str | Path, *, workers: int | None = None
             outcomes = _run_here(todo)
         else:
             outcomes = _run_processes(todo, workers)
-        with progress_bar("training", len(todo), enabled=progress, transient=False) as bar:
-            for trial, outcome in outcomes:
-                if isinstance(outcome, str):
-                    logger.error("trial %s seed %d failed:\n%s", trial.strategy.name, trial.seed, outcome)
-                    report.failed.append((trial, outcome))
-                else:
-                    store.save(outcome)
-                    report.trained.append(outcome)
-                    if on_result is not None:
-                        on_result(outcome)
-                bar.advance(f"done: {trial.strategy.name} seed {trial.seed}")
+        try:
+            with _sigterm_as_interrupt(), contextlib.closing(outcomes), \
+                    progress_bar("training", len(todo), enabled=progress, transient=False) as bar:
+                for trial, outcome in outcomes:
+                    if isinstance(outcome, str):
+                        logger.error("trial %s seed %d failed:\n%s", trial.strategy.name, trial.seed, outcome)
+                        report.failed.append((trial, outcome))
+                    else:
+                        store.save(outcome)
+                        report.trained.append(outcome)
+                        if on_result is not None:
+                            on_result(outcome)
+                    bar.advance(f"done: {trial.strategy.name} seed {trial.seed}")
+        except KeyboardInterrupt as stop:
+            number = signal.SIGTERM if isinstance(stop, _Terminated) else signal.SIGINT
+            not_run = len(todo) - len(report.trained) - len(report.failed)
+            raise SweepInterrupted(report, not_run, Path(db), number) from None
     return report
 
 
-#: A trial and its run, or the error's traceback text.
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is, as Ctrl-C raises KeyboardInterrupt."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM stops the sweep as Ctrl-C does (only the main thread can set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+#: A trial and its run, or the error's text.
 Outcome = tuple[Trial, RunResult | str]
+#: The outcomes of a sweep's trials as they finish; closing it stops the work still running.
+Outcomes = Generator[Outcome, None, None]
 
 
 def _attempt(trial: Trial) -> Outcome:
@@ -102,37 +188,138 @@ def _attempt(trial: Trial) -> Outcome:
         torch.set_num_threads(threads)
 
 
-def _run_here(trials: list[Trial]) -> Iterator[Outcome]:
+def _run_here(trials: list[Trial]) -> Outcomes:
     for trial in trials:
         yield _attempt(trial)
 
 
-def _run_processes(trials: list[Trial], workers: int) -> Iterator[Outcome]:
-    # forkserver: workers fork from a clean server that has imported torch and lrkit once
-    # (fast start), never from this process, which may already run torch threads.
+def _run_processes(trials: list[Trial], workers: int) -> Outcomes:
+    """The trials' outcomes, in the order they finish, from `workers` worker processes.
+
+    forkserver: workers fork from a clean server that has imported torch and lrkit once (fast
+    start), never from this process, which may already run torch threads.
+    """
     context = get_context("forkserver")
-    context.set_forkserver_preload(["lrkit.experiments.training"])
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending = {pool.submit(_attempt, trial) for trial in trials}
+    context.set_forkserver_preload(list(WORKER_PRELOAD))
+    waiting = deque(trials)
+    lifeline, keep_alive = context.Pipe(duplex=False)  # only this process holds `keep_alive`
+    slots: list[_Worker | None] = [None] * min(workers, len(trials))
+    try:
+        while True:
+            for i, worker in enumerate(slots):
+                if waiting and (worker is None or worker.trial is None):
+                    if worker is None or not worker.process.is_alive():  # a worker may die while idle
+                        if worker is not None:
+                            worker.stop()
+                        worker = slots[i] = _Worker(context, lifeline)
+                    worker.give(waiting.popleft())
+            busy = [worker for worker in slots if worker is not None and worker.trial is not None]
+            if not busy:
+                return
+            ready = set(wait([handle for worker in busy for handle in (worker.conn, worker.process.sentinel)]))
+            for worker in busy:
+                if worker.conn in ready or worker.process.sentinel in ready:
+                    yield worker.take()
+    finally:
+        keep_alive.close()  # every worker ends itself now, whatever happens below
+        for worker in slots:
+            if worker is not None:
+                worker.stop()
+        lifeline.close()
+
+
+class _Worker:
+    """A worker process, our end of its connection, and the trial it is running (None when idle)."""
+
+    def __init__(self, context: ForkServerContext, lifeline: Connection):
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, lifeline), name="lrkit-worker")
+        self.process.start()
+        child.close()
+        self.trial: Trial | None = None
+
+    def give(self, trial: Trial) -> None:
+        """Start `trial` here. Should the process be dead already, `take` reports why."""
+        self.trial = trial
+        with contextlib.suppress(OSError):
+            self.conn.send(trial)
+
+    def take(self) -> Outcome:
+        """The outcome of the running trial, once the process sent it or died (then the reason is the error)."""
+        trial, self.trial = self.trial, None
+        assert trial is not None  # only a busy worker is asked
         try:
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    yield future.result()
-        finally:
-            for future in pending:
-                future.cancel()
+            return self.conn.recv()
+        except (EOFError, OSError):  # it died before (or while) sending
+            self.process.join()
+            return trial, _death(self.process.exitcode)
+
+    def stop(self) -> None:
+        if self.process.exitcode is None:  # never signal a pid that may already be another process's
+            self.process.kill()
+        self.process.join()
+        self.conn.close()
 
 
-def _run_ray(trials: list[Trial], workers: int, address: str | None) -> Iterator[Outcome]:
-    import ray
+def _death(exitcode: int | None) -> str:
+    """Why a worker sent no result, as its trial's one-line error."""
+    if exitcode is not None and exitcode < 0:
+        number = -exitcode
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = "an unknown signal"
+        hint = ", which the out-of-memory killer sends" if number == signal.SIGKILL else ""
+        return (f"worker process died: killed by signal {number} ({name}{hint}); the trial was not stored "
+                "(run the same command to retry it)")
+    return (f"worker process died: it exited with status {exitcode} without a result; the trial was not stored "
+            "(run the same command to retry it)")
 
+
+def _serve(conn: Connection, lifeline: Connection) -> None:
+    """A worker's life: train each trial that arrives on `conn` and send back its outcome, until
+    `conn` closes; end at once when the sweep's process closes the lifeline or dies."""
+    # Ctrl-C (and a service manager's SIGTERM) reach the whole process group: the sweep decides, and
+    # the lifeline ends this process when the sweep's does.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_end_with_sweep, args=(lifeline,), name="lrkit-lifeline", daemon=True).start()
+    while True:
+        try:
+            trial = conn.recv()
+        except EOFError:
+            return
+        conn.send(_attempt(trial))
+
+
+def _end_with_sweep(lifeline: Connection) -> None:
+    """Wait for end-of-file on the lifeline (nothing is ever written to it), then end this process."""
+    try:
+        lifeline.poll(None)
+    finally:
+        os._exit(1)
+
+
+class BackendError(ValueError):
+    """The backend could not start (Ray missing, its cluster unreachable or slow to start)."""
+
+
+def _run_ray(trials: list[Trial], workers: int, address: str | None) -> Outcomes:
+    try:
+        import ray
+    except ImportError:
+        raise BackendError("backend 'ray' needs Ray: pip install 'lrkit[ray]'") from None
     started_here = not ray.is_initialized()
     if started_here:
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        except Exception as err:  # Ray raises ConnectionError, TimeoutError, RuntimeError, ...
+            where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+            reason = (str(err).strip().splitlines() or [""])[0]
+            raise BackendError(f"could not start or reach {where}: {type(err).__name__}: {reason}") from None
     remote_attempt = ray.remote(num_cpus=1)(_attempt)
     try:
         pending = [remote_attempt.remote(trial) for trial in trials]
@@ -142,4 +329,3 @@ def _run_ray(trials: list[Trial], workers: int, address: str | None) -> Iterator
     finally:
         if started_here:
             ray.shutdown()
-

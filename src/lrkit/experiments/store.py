@@ -5,6 +5,13 @@ One file, WAL journal. A run is written in one transaction, so a killed sweep (e
 and trains only what is missing. A file that is not an lrkit store is refused, never altered.
 A schema-1 store is migrated in place, in one transaction; a newer schema is refused.
 
+Creation is one transaction under SQLite's write lock (``BEGIN IMMEDIATE``): two processes
+opening the same new path create it once, and a file left empty or half-created by a process
+killed mid-creation (lrkit's tables, all empty, without the schema row) is created again. A
+store opened with ``readonly=True`` is never written (SQLite ``mode=ro``; it works on a read-only
+file or directory); opened for writing, a store that cannot be written is refused at once. The
+guarantees are listed in docs/reliability.md.
+
 The runs table holds `RunResult`'s fields under their own names (dicts as JSON), plus the
 final / best metric derived from the epoch series, for queries; the list fields live in the
 steps and epochs tables. Schema (version 2)::
@@ -21,9 +28,12 @@ Version 2 added ``runs.steps_per_epoch`` and the strategy's ``baseline`` flag in
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import fields
 from datetime import datetime, timezone
@@ -34,7 +44,11 @@ import numpy as np
 
 from lrkit.experiments.results import RunResult
 
+logger = logging.getLogger(__name__)
+
 SCHEMA_VERSION = "2"
+#: Seconds to wait for another process's lock on the store (a sweep writing a run, a first opener creating it).
+LOCK_TIMEOUT = 30.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -97,6 +111,21 @@ WHERE status = 'complete' AND epochs > 0 AND (SELECT COUNT(*) FROM steps WHERE r
 """
 
 
+#: Every statement of the schema, to run one by one inside the creating transaction.
+_SCHEMA_STATEMENTS = tuple(statement.strip() for statement in _SCHEMA.split(";") if statement.strip())
+
+
+def _schema_columns() -> dict[str, set[str]]:
+    """Table -> its column names, as `_SCHEMA` creates them."""
+    with contextlib.closing(sqlite3.connect(":memory:")) as db:
+        db.executescript(_SCHEMA)
+        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {table: {row[1] for row in db.execute(f"PRAGMA table_info({table})")} for table in tables}
+
+
+_COLUMNS = _schema_columns()
+
+
 class StoreError(ValueError):
     """The file is not a usable lrkit results store (corrupt, foreign or newer schema)."""
 
@@ -139,27 +168,126 @@ def _decode(name: str, value: Any) -> Any:
 
 
 class ResultsStore:
-    """Open (or create) the store at `path`; use as a context manager or call `close()`."""
+    """Open (or create) the store at `path`; use as a context manager or call `close()`.
 
-    def __init__(self, path: str | Path):
+    `readonly`: open an existing store for reading only (never created, migrated or written; a
+    schema-1 store is migrated in a copy in memory). Otherwise the store must be writable, which
+    is checked here, before any work is done. A missing directory is an error (it is not created).
+    """
+
+    def __init__(self, path: str | Path, *, readonly: bool = False):
         self.path = Path(path)
-        creating = not self.path.exists() or self.path.stat().st_size == 0
+        self.readonly = readonly
+        self._check_path()
+        self._db = self._connect_readonly() if readonly else self._connect(str(self.path), uri=False)
         try:
-            self._db = sqlite3.connect(self.path, timeout=30.0)
-            self._db.execute("PRAGMA foreign_keys = ON")
-            if creating:
-                self._create()
-            else:
+            if readonly:
                 self._check()
-            self._db.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.DatabaseError as err:
-            raise StoreError(f"{self.path} is not an lrkit results store (SQLite says: {err}); "
-                             "choose another --db path") from None
+            else:
+                self._prepare()
+        except BaseException as err:
+            self._db.close()
+            if isinstance(err, sqlite3.DatabaseError):
+                raise self._error(err) from None
+            raise
 
-    def _create(self) -> None:
+    def _check_path(self) -> None:
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a directory; give the results store a file name, "
+                             f"e.g. {self.path / 'runs.sqlite'}")
+        if self.readonly and not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: no such results store")
+        if not self.path.parent.is_dir():
+            raise StoreError(f"cannot create the results store {self.path}: the directory {self.path.parent} "
+                             "does not exist (create it first)")
+
+    def _error(self, err: sqlite3.DatabaseError) -> StoreError:
+        """The StoreError for an SQLite failure while opening: unwritable, unopenable or not a store."""
+        message = str(err)
+        if "readonly" in message:
+            return StoreError(f"cannot write to the results store {self.path}: the file or its directory is "
+                              f"read-only (SQLite says: {message}); choose another --db path, or read it with "
+                              "`lrkit report`")
+        if "unable to open" in message and self.readonly:
+            return StoreError(f"cannot read the results store {self.path} (SQLite says: {message}); "
+                              "check its permissions")
+        if "unable to open" in message:
+            return StoreError(f"cannot open or create the results store {self.path} (SQLite says: {message}); "
+                              f"check that {self.path.parent} is writable")
+        return StoreError(f"{self.path} is not an lrkit results store (SQLite says: {message}); "
+                          "choose another --db path")
+
+    def _connect(self, target: str, *, uri: bool) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(target, timeout=LOCK_TIMEOUT, uri=uri)
+            db.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as err:
+            raise self._error(err) from None
+        return db
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """SQLite's read-only mode. A WAL store whose directory we cannot write, closed cleanly (no
+        ``-wal`` file beside it, so nothing is left to replay), cannot get the ``-shm`` file that mode
+        needs: it is opened as immutable instead (a concurrent writer would not be seen)."""
+        uri = self.path.absolute().as_uri()
+        db = self._connect(f"{uri}?mode=ro", uri=True)
+        try:
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as err:
+            db.close()
+            if "readonly" not in str(err) or Path(f"{self.path}-wal").exists():
+                raise self._error(err) from None
+            db = self._connect(f"{uri}?mode=ro&immutable=1", uri=True)
+        return db
+
+    def _prepare(self) -> None:
+        """Create (or complete), check and switch to WAL a store opened for writing. Retried while
+        SQLite reports a lock it does not wait for: its deadlock rule when processes opening the same
+        new file switch it to WAL while another holds the write lock."""
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        while True:
+            try:
+                self._create_or_complete()
+                self._check()
+                self._db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _create_or_complete(self) -> None:
+        """Create the schema in a new or empty file, or again in a half-created one, in one transaction
+        under SQLite's write lock: a second process opening the same new path waits, then finds it
+        made. Taking the lock also proves the store writable before a sweep trains anything."""
         with self._db:
-            self._db.executescript(_SCHEMA)
+            self._db.execute("BEGIN IMMEDIATE")
+            objects = self._objects()
+            if objects and not self._half_created(objects):
+                return
+            if objects:
+                logger.warning("%s: re-creating a results store whose creation was interrupted (it held no run)",
+                               self.path)
+            for table in objects:
+                self._db.execute(f"DROP TABLE {table}")
+            for statement in _SCHEMA_STATEMENTS:
+                self._db.execute(statement)
             self._db.execute("INSERT INTO meta VALUES ('lrkit_schema', ?)", (SCHEMA_VERSION,))
+
+    def _objects(self) -> set[str]:
+        """Names of the tables, views, indexes and triggers (SQLite's own excepted)."""
+        return {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")}
+
+    def _half_created(self, objects: set[str]) -> bool:
+        """Some of lrkit's tables with lrkit's columns, all empty (so no schema row): what a process
+        killed while creating the store leaves. Nothing in it can be lost; anything else is refused."""
+        if not objects <= _COLUMNS.keys():
+            return False
+        for table in objects:
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if not columns <= _COLUMNS[table] or self._db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone():
+                return False
+        return True
 
     def _check(self) -> None:
         tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -167,12 +295,20 @@ class ResultsStore:
             raise StoreError(f"{self.path} is an SQLite file but not an lrkit results store "
                              f"(tables: {', '.join(sorted(tables)) or 'none'}); refusing to touch it")
         version = self._version()
+        if version is None and self.readonly and self._half_created(self._objects()):
+            raise StoreError(f"{self.path} holds no runs: its creation was interrupted (opening it for writing, "
+                             "e.g. with `lrkit compare`, creates it again)")
         if version not in ("1", SCHEMA_VERSION):
             raise StoreError(f"{self.path} has lrkit schema {version or 'unknown'}, this lrkit reads schema "
                              f"{SCHEMA_VERSION} (and migrates schema 1)")
         if self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
             raise StoreError(f"{self.path} is corrupt (SQLite quick_check failed)")
         if version == "1":
+            if self.readonly:  # migrate a copy: the file is not ours to change
+                memory = sqlite3.connect(":memory:")
+                self._db.backup(memory)
+                self._db.close()
+                self._db = memory
             self._migrate_from_1()
 
     def _version(self) -> str | None:

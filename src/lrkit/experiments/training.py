@@ -1,4 +1,11 @@
-"""Train one (task, strategy, seed) trial and record every step and epoch."""
+"""Train one (task, strategy, seed) trial and record every step and epoch.
+
+Every epoch ends with an evaluation at the optimizer's evaluation point
+(`lrkit.torch.evaluation.evaluation_point`): for a schedule-free optimizer the averaged x, with
+BatchNorm statistics recomputed there, and back to y for the next epoch. `step_lr` records the
+LR of each parameter update as the optimizer's ``lr``: for an LR-free optimizer that is the
+multiplier of the step size it estimates, for a schedule-free one the LR before its own warm-up.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +23,10 @@ from torch import nn
 import lrkit
 from lrkit.experiments.results import RunResult, run_key
 from lrkit.experiments.strategies import Strategy
-from lrkit.schedules import constant
+from lrkit.schedules import Schedule, constant, schedule_kind
 from lrkit.tasks import Task, get_task
 from lrkit.torch import LipschitzLR, PlateauFactor, ScheduledLR, find_lr
-from lrkit.torch.evaluation import evaluate
+from lrkit.torch.evaluation import evaluate, evaluation_point
 from lrkit.torch.optimizers import make_optimizer
 
 logger = logging.getLogger(__name__)
@@ -50,18 +57,33 @@ def environment() -> dict[str, object]:
             "machine": platform.machine(), "torch_threads": torch.get_num_threads()}
 
 
-def strategy_optimizer(strategy: Strategy, model: nn.Module, lr: float | None) -> torch.optim.Optimizer:
-    """The strategy's optimizer from the optimizer table; `lr=None` keeps its own default LR."""
-    return make_optimizer(strategy.optimizer, model.parameters(), lr, **strategy.optimizer_kwargs)
+def strategy_optimizer(strategy: Strategy, model: nn.Module, lr: float | None,
+                       total_steps: int) -> torch.optim.Optimizer:
+    """The strategy's optimizer from the optimizer table for a run of `total_steps` updates
+    (`Strategy.optimizer_settings`); `lr=None` keeps its own default LR."""
+    return make_optimizer(strategy.optimizer, model.parameters(), lr, **strategy.optimizer_settings(total_steps))
 
 
-def finder_lr(task: Task, strategy: Strategy, model: nn.Module, train_loader) -> float:
-    """The LR range test's suggestion by the strategy's `finder_method` for this model, optimizer
-    and data (model restored after)."""
-    optimizer = strategy_optimizer(strategy, model, lr=1e-7)
+def finder_lr(task: Task, strategy: Strategy, model: nn.Module, train_loader, total_steps: int) -> float:
+    """The LR range test's checked suggestion for this model, optimizer and data (model restored
+    after), read with the rule for the strategy's schedule over its `total_steps` (or its
+    `finder_method`)."""
+    optimizer = strategy_optimizer(strategy, model, lr=1e-7, total_steps=FINDER_ITERATIONS)
+    if strategy.finder_method is not None:
+        rule: dict[str, Any] = {"method": strategy.finder_method}
+    else:
+        rule = {"schedule": schedule_kind(_shape(strategy, total_steps, len(train_loader)), total_steps).kind}
     result = find_lr(model, optimizer, task.criterion(), train_loader, num_iter=FINDER_ITERATIONS,
-                     method=strategy.finder_method, progress=False)
+                     check=strategy.finder_check, progress=False, **rule)
     return float(result.suggestion)
+
+
+def _shape(strategy: Strategy, total_steps: int, steps_per_epoch: int) -> Schedule:
+    """The strategy's schedule at unit LR (constant without one): its shape, for the finder's rule."""
+    if strategy.schedule is None:
+        return constant(1.0)
+    return Strategy.resolve(strategy.schedule, lr=1.0, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+                            epochs=total_steps / steps_per_epoch)
 
 
 def train_trial(trial: Trial) -> RunResult:
@@ -73,11 +95,12 @@ def train_trial(trial: Trial) -> RunResult:
     train_loader, val_loader = task.loaders(trial.seed, trial.batch_size)
     started = time.perf_counter()  # the strategy's cost: LR range test (if any) + training
     steps_per_epoch = len(train_loader)
-    optimizer = strategy_optimizer(strategy, model, _initial_lr(task, strategy, model, train_loader))
+    total_steps = steps_per_epoch * trial.epochs
+    optimizer = strategy_optimizer(strategy, model, _initial_lr(task, strategy, model, train_loader, total_steps),
+                                   total_steps)
     base_lr = optimizer.param_groups[0]["lr"]
     criterion = task.criterion()
-    values = {"lr": base_lr, "total_steps": steps_per_epoch * trial.epochs, "steps_per_epoch": steps_per_epoch,
-              "epochs": trial.epochs}
+    values = {"lr": base_lr, "total_steps": total_steps, "steps_per_epoch": steps_per_epoch, "epochs": trial.epochs}
     scheduler = _scheduler(strategy, model, optimizer, criterion, values)
 
     result = RunResult(key=trial.key, task=trial.task, strategy=strategy.name, config=strategy.config(),
@@ -100,7 +123,8 @@ def train_trial(trial: Trial) -> RunResult:
             optimizer.step()
             if isinstance(scheduler, ScheduledLR):  # a LipschitzLR steps once per epoch
                 scheduler.step()
-        val_loss, metric = evaluate(model, val_loader, criterion, task.metric)
+        with evaluation_point(model, optimizer, train_loader):
+            val_loss, metric = evaluate(model, val_loader, criterion, task.metric)
         result.epoch_train_loss.append(float(np.mean(losses)))
         result.epoch_val_loss.append(val_loss)
         result.epoch_metric.append(metric)
@@ -115,12 +139,12 @@ def train_trial(trial: Trial) -> RunResult:
     return result
 
 
-def _initial_lr(task: Task, strategy: Strategy, model: nn.Module, train_loader) -> float | None:
+def _initial_lr(task: Task, strategy: Strategy, model: nn.Module, train_loader, total_steps: int) -> float | None:
     """The strategy's LR (the finder's suggestion or its number, times `lr_factor`); None keeps the
     optimizer's default (``lr="default"``)."""
     if strategy.lr == "default":
         return None
-    lr = finder_lr(task, strategy, model, train_loader) if strategy.lr == "finder" else float(strategy.lr)
+    lr = finder_lr(task, strategy, model, train_loader, total_steps) if strategy.lr == "finder" else float(strategy.lr)
     return lr * strategy.lr_factor
 
 

@@ -11,16 +11,17 @@ from lrkit.report.summary import RunSeries
 def load_runs(db_path: str | Path, *, task: str | None = None) -> list[RunSeries]:
     """Every run of `task` in the store at `db_path`, with step and epoch series.
 
-    Without `task` the store must hold exactly one task. A missing file raises
-    `FileNotFoundError` (the store is never created here); a foreign or corrupt file raises
-    `StoreError`; an unknown task, several tasks or an empty store raise `ValueError`.
+    Without `task` the store must hold exactly one task. The store is opened read-only (a
+    read-only file or directory is fine) and never created or changed here: a missing file raises
+    `FileNotFoundError`; a foreign or corrupt file raises `StoreError`; an unknown task, several
+    tasks or an empty store raise `ValueError`.
     """
     path = Path(db_path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such results store (run `lrkit compare ... --db {path}` first)")
     if path.stat().st_size == 0:
         raise StoreError(f"{path} is an empty file, not an lrkit results store")
-    with ResultsStore(path) as store:
+    with ResultsStore(path, readonly=True) as store:
         rows = store.runs()
         tasks = sorted({row.task for row in rows})
         if not tasks:

@@ -146,7 +146,8 @@ def _hex(rgba: Sequence[float]) -> str:
 
 
 def render_html(summary: Summary, runs: Sequence[RunSeries]) -> str:
-    """The whole report page as a string."""
+    """The whole report page as a string; of `runs`, it draws those the summary ranks."""
+    runs = summary.ranked_runs(runs)
     colors = plots.strategy_colors([item.strategy for item in summary.ranking])
     css_colors = {name: _hex(rgba) for name, rgba in colors.items()}
     direction = "higher is better" if summary.higher_is_better else "lower is better"
@@ -186,7 +187,8 @@ def render_html(summary: Summary, runs: Sequence[RunSeries]) -> str:
 <header><p class="kicker">lrkit · learning-rate case study</p>
 <h1>{escape(summary.task)}</h1>
 <p class="meta"><b>{len(summary.ranking)}</b> strategies · <b>{len(summary.seeds)}</b> seeds ({escape(seeds)}) ·
-<b>{summary.epochs}</b> epochs · metric <b>{escape(summary.metric_name)}</b> ({direction}) ·
+<b>{summary.epochs}</b> epochs · batch size <b>{summary.batch_size}</b> ·
+metric <b>{escape(summary.metric_name)}</b> ({direction}) ·
 target {escape(_target_text(summary))}</p></header>
 <section class="winner" id="verdict"><div class="label">Winner</div>{headline}
 <ul class="verdict">{verdict}</ul></section>

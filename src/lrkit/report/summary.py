@@ -14,6 +14,9 @@ nothing and reads no file. Conventions:
   infinitely many steps.
 * Default target: the median final metric of the constant-LR baseline (`pick_baseline`: the
   strategy whose config sets ``baseline``, or the caller's choice).
+* Only runs that differ in nothing but the seed are pooled: one setting (epochs × batch size)
+  and one configuration per strategy (`lrkit.report.settings`); the verdict ends by saying what
+  was left out.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy as np
 
 from lrkit.experiments.results import RunResult
 from lrkit.experiments.store import EPOCH_SERIES
+from lrkit.report.settings import select_setting
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class Summary:
     metric_name: str
     higher_is_better: bool
     epochs: int
+    batch_size: int
     seeds: tuple[int, ...]
     ranking: tuple[StrategySummary, ...]
     baseline: str | None
@@ -95,6 +100,11 @@ class Summary:
     verdict: tuple[str, ...]
     environment: dict[str, Any]
     decimals: int = 2
+    run_keys: frozenset[str] = frozenset()
+
+    def ranked_runs(self, runs: Sequence[RunSeries]) -> list[RunSeries]:
+        """The runs among `runs` that this summary ranks (its setting, its strategies' configurations)."""
+        return [run for run in runs if run.row.key in self.run_keys]
 
     @property
     def is_percent(self) -> bool:
@@ -323,11 +333,14 @@ def _verdict(ranking: Sequence[StrategySummary], *, metric: str, higher: bool, p
 
 
 # -- entry point --------------------------------------------------------------------------
-def summarize(runs: Sequence[RunSeries], *, target: float | None = None, baseline: str | None = None) -> Summary:
+def summarize(runs: Sequence[RunSeries], *, target: float | None = None, baseline: str | None = None,
+              epochs: int | None = None, batch_size: int | None = None) -> Summary:
     """Aggregate the runs of ONE task per strategy, rank them and write the verdict.
 
     `target`: the metric value for "steps to target" (default: the baseline's median final
     metric). `baseline`: the constant-LR strategy to compare with (default: `pick_baseline`).
+    `epochs` / `batch_size`: the setting to rank when the runs hold several (default: the one
+    with the most runs; see `lrkit.report.settings`).
     """
     if not runs:
         raise ValueError("summarize: runs is empty; nothing to summarize")
@@ -340,6 +353,11 @@ def summarize(runs: Sequence[RunSeries], *, target: float | None = None, baselin
     if target is not None and not math.isfinite(target):
         raise ValueError(f"summarize: target must be a finite number, got {target!r}")
     metric_name, higher = metrics.pop()
+    try:
+        selection = select_setting(runs, epochs=epochs, batch_size=batch_size)
+    except ValueError as err:
+        raise ValueError(f"summarize: task {tasks[0]!r} has {err}") from None
+    runs = selection.runs
     by_strategy: dict[str, list[RunSeries]] = {}
     for run in runs:
         by_strategy.setdefault(run.row.strategy, []).append(run)
@@ -364,7 +382,8 @@ def summarize(runs: Sequence[RunSeries], *, target: float | None = None, baselin
     verdict = _verdict(ranking, metric=metric_name, higher=higher, percent=percent, decimals=decimals,
                        baseline=baseline, target=target)
     return Summary(task=tasks[0], metric_name=metric_name, higher_is_better=higher,
-                   epochs=max(run.row.epochs for run in runs),
+                   epochs=selection.setting.epochs, batch_size=selection.setting.batch_size,
                    seeds=tuple(sorted({run.row.seed for run in runs})), ranking=ranking,
-                   baseline=baseline, target=target, target_source=source, verdict=verdict,
-                   environment=runs[0].row.environment, decimals=decimals)
+                   baseline=baseline, target=target, target_source=source, verdict=verdict + selection.notes,
+                   environment=runs[0].row.environment, decimals=decimals,
+                   run_keys=frozenset(run.row.key for run in runs))

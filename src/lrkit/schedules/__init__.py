@@ -36,6 +36,7 @@ from lrkit.schedules.decay import (
     Polynomial,
     StepDecay,
 )
+from lrkit.schedules.shape import schedule_kind
 from lrkit.schedules.spec import parse
 from lrkit.schedules.transformer import WSD, InverseSqrt
 
@@ -73,6 +74,6 @@ __all__ = [
     "Schedule", "clip", "constant", "cosine", "exp_range", "exponential", "from_dict", "from_function",
     "in_epochs", "inverse_sqrt", "inverse_time", "join", "lambda_", "linear_cosine", "multistep", "natural_exp",
     "noisy_linear_cosine", "one_cycle", "one_cycle_momentum", "parse", "piecewise", "polynomial",
-    "register_function", "registered_names", "scale", "sgdr", "slanted_triangular", "step", "triangular",
-    "triangular2", "warmup", "wsd",
+    "register_function", "registered_names", "scale", "schedule_kind", "sgdr", "slanted_triangular", "step",
+    "triangular", "triangular2", "warmup", "wsd",
 ]

@@ -123,6 +123,12 @@ class NoisyLinearCosine(Schedule):
                                                self.beta, noise)
 
 
+#: sgdr's bounds (see `SGDR`): a cycle at most a million times longer than the one before, at least
+#: a millionth of a step long.
+MAX_T_MUL = 1e6
+MIN_CYCLE_STEPS = 1e-6
+
+
 @register("sgdr")
 @dataclass(frozen=True)
 class SGDR(Schedule):
@@ -136,6 +142,11 @@ class SGDR(Schedule):
     T_mult=t_mul, eta_min=alpha*lr)`` for integer ``t_mul`` and ``m_mul=1``. The cycle index
     is computed in closed form and then corrected against the exact cycle boundaries, so
     rounding in the logarithm never moves a restart by a step.
+
+    Bounds keep every step's LR finite in float64 (up to 2**53 steps): `first_cycle_steps` ≥
+    `MIN_CYCLE_STEPS` (fractions are fine, e.g. inside ``in_epochs``), `t_mul` in [1, `MAX_T_MUL`]
+    (beyond, the restart times overflow to inf and the LRs become NaN), `m_mul` in (0, 1] (the
+    peaks decay; a growing peak overflows to an infinite LR).
     """
 
     lr: float
@@ -146,9 +157,10 @@ class SGDR(Schedule):
 
     def __post_init__(self) -> None:
         non_negative("sgdr", "lr", self.lr)
-        positive("sgdr", "first_cycle_steps", self.first_cycle_steps)
-        in_range("sgdr", "t_mul", self.t_mul, 1.0, float("inf"), open_high=True)
-        positive("sgdr", "m_mul", self.m_mul)
+        if positive("sgdr", "first_cycle_steps", self.first_cycle_steps) < MIN_CYCLE_STEPS:
+            raise fail("sgdr", "first_cycle_steps", f">= {MIN_CYCLE_STEPS}", self.first_cycle_steps)
+        in_range("sgdr", "t_mul", self.t_mul, 1.0, MAX_T_MUL)
+        in_range("sgdr", "m_mul", self.m_mul, 0.0, 1.0, open_low=True)
         in_range("sgdr", "alpha", self.alpha, 0.0, 1.0)
 
     def _cycle_start(self, i: np.ndarray) -> np.ndarray:

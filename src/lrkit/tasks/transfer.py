@@ -32,7 +32,8 @@ from lrkit.tasks.splits import SPLIT_SEED
 from lrkit.torch.evaluation import accuracy
 from lrkit.validation import choice, fail, integer
 
-__all__ = ["TransferCNN", "load_transfer_data", "pretrained_model", "pretrained_state", "source_data"]
+__all__ = ["TransferCNN", "class_subset", "load_transfer_data", "pretrain_body", "pretrained_model", "pretrained_state",
+           "source_data", "with_fresh_head"]
 
 SOURCE_CLASSES = (0, 1, 2, 3, 4)
 TARGET_CLASSES = (5, 6, 7, 8, 9)
@@ -91,13 +92,17 @@ def _images(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
     return mnist_images()
 
 
-def _subset(dataset: str, classes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images of `classes`, labels remapped to 0..len(classes)-1."""
-    images, labels = _images(dataset)
+def class_subset(images: torch.Tensor, labels: torch.Tensor,
+                 classes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images of `classes` (labels 0-9), in order, labels remapped to 0..len(classes)-1."""
     mask = torch.isin(labels, torch.tensor(classes))
     remap = torch.full((10,), -1, dtype=torch.long)
     remap[list(classes)] = torch.arange(len(classes))
     return images[mask], remap[labels[mask]]
+
+
+def _subset(dataset: str, classes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    return class_subset(*_images(dataset), classes)
 
 
 def source_data(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,19 +111,15 @@ def source_data(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
     return _subset(dataset, SOURCE_CLASSES)
 
 
-@functools.cache
-def pretrained_state(dataset: str = "digits") -> dict[str, torch.Tensor]:
-    """State dict of a TransferCNN trained on all images of digits 0-4 (deterministic, cached).
-
-    Adam (lr 3e-3), batch 64, the dataset's ``pretrain_epochs``, seed ``PRETRAIN_SEED``, one thread
-    (the same float summation order everywhere); torch's global RNG is left untouched (a private
-    generator shuffles, a forked RNG initialises the weights).
-    """
-    spec = _check_dataset("pretrained_state", dataset)
-    images, labels = source_data(dataset)
+def pretrain_body(images: torch.Tensor, labels: torch.Tensor, size: int, *, epochs: int,
+                  batch_size: int) -> dict[str, torch.Tensor]:
+    """State dict of a TransferCNN trained on (`images`, `labels` in 0-4): Adam (lr 3e-3),
+    `epochs` of `batch_size`, seed ``PRETRAIN_SEED``, one thread (the same float summation order
+    everywhere); torch's global RNG is left untouched (a private generator shuffles, a forked RNG
+    initialises the weights)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(PRETRAIN_SEED)
-        model = TransferCNN(len(SOURCE_CLASSES), spec.size)
+        model = TransferCNN(len(SOURCE_CLASSES), size)
     generator = torch.Generator().manual_seed(PRETRAIN_SEED)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     loss_fn = nn.CrossEntropyLoss()
@@ -126,8 +127,8 @@ def pretrained_state(dataset: str = "digits") -> dict[str, torch.Tensor]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        for _ in range(spec.pretrain_epochs):
-            for batch in torch.randperm(len(images), generator=generator).split(64):
+        for _ in range(epochs):
+            for batch in torch.randperm(len(images), generator=generator).split(batch_size):
                 optimizer.zero_grad()
                 loss_fn(model(images[batch]), labels[batch]).backward()
                 optimizer.step()
@@ -136,14 +137,27 @@ def pretrained_state(dataset: str = "digits") -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def pretrained_model(dataset: str = "digits") -> TransferCNN:
-    """The pretrained body with a fresh 5-way head for digits 5-9 (head drawn from torch's RNG)."""
-    model = TransferCNN(len(TARGET_CLASSES), _check_dataset("pretrained_model", dataset).size)
-    body = {k: v for k, v in pretrained_state(dataset).items() if not k.startswith("head.")}
+def with_fresh_head(state: dict[str, torch.Tensor], size: int) -> TransferCNN:
+    """A TransferCNN with the body of `state` and a fresh 5-way head (drawn from torch's RNG)."""
+    model = TransferCNN(len(TARGET_CLASSES), size)
+    body = {k: v for k, v in state.items() if not k.startswith("head.")}
     missing, unexpected = model.load_state_dict(body, strict=False)
     if unexpected or set(missing) != {"head.weight", "head.bias"}:
         raise RuntimeError(f"pretrained state does not fit TransferCNN: missing {missing}, unexpected {unexpected}")
     return model
+
+
+@functools.cache
+def pretrained_state(dataset: str = "digits") -> dict[str, torch.Tensor]:
+    """State dict of a TransferCNN trained on all images of digits 0-4 (`pretrain_body`, batch 64,
+    the dataset's ``pretrain_epochs``; deterministic, cached in memory)."""
+    spec = _check_dataset("pretrained_state", dataset)
+    return pretrain_body(*source_data(dataset), spec.size, epochs=spec.pretrain_epochs, batch_size=64)
+
+
+def pretrained_model(dataset: str = "digits") -> TransferCNN:
+    """The pretrained body with a fresh 5-way head for digits 5-9 (head drawn from torch's RNG)."""
+    return with_fresh_head(pretrained_state(dataset), _check_dataset("pretrained_model", dataset).size)
 
 
 def load_transfer_data(seed: int, dataset: str = "digits", shots: int = SHOTS) -> TaskData:

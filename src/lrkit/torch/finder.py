@@ -2,10 +2,13 @@
 fastai ``lr_find``): raise the LR every mini-batch, record the loss, read off where it falls fastest.
 
 `find_lr` sweeps every parameter group together (keeping their LR ratios); `find_group_lrs`
-sweeps one group at a time, holding the others at their current LR. Both leave the model,
-optimizer, GradScaler, random generators and loader generators exactly as they found them
-(see `finder_state`), whether the test completes, diverges, meets a NaN or is interrupted.
-Under ``torch.distributed`` every loss is averaged over the ranks, so all ranks see one curve.
+sweeps one group at a time, holding the others at their current LR. The suggestion is read by the
+rule for the schedule the LR is for (`lrkit.suggest.choose_rule`), then checked: it must hold
+for a few dozen updates from the starting state, or it is backed off (`finder_check`). Both
+leave the model, optimizer, GradScaler, random generators and loader generators exactly as they
+found them (see `finder_state`), whether the test completes, diverges, meets a NaN or is
+interrupted. Under ``torch.distributed`` every loss is averaged over the ranks, so all ranks see
+one curve.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from lrkit.progress import progress_bar
-from lrkit.suggest import DEFAULT_METHOD, Method, resolve_rule
-from lrkit.torch.finder_batches import StepFn, batch_size, default_step, endless, to_device
+from lrkit.suggest import DEFAULT_METHOD, Method, ScheduleFor, choose_rule, suggest
+from lrkit.torch.finder_batches import StepFn, default_step, endless
+from lrkit.torch.finder_check import CHECKS, CheckResult, HoldTest
 from lrkit.torch.finder_result import FinderResult
 from lrkit.torch.finder_state import TrainingSnapshot, loader_generators
+from lrkit.torch.finder_step import BiasCorrectedAverage, Stepper, mean_over_ranks, model_device, rank
 from lrkit.validation import callable_arg, choice, flag, in_range, integer, optional, positive, with_overrides
 
 __all__ = ["BiasCorrectedAverage", "FinderOptions", "FinderResult", "find_group_lrs", "find_lr", "ramp"]
@@ -74,6 +78,14 @@ class FinderOptions:
     - `autocast_dtype`: run the forward passes under ``torch.autocast(dtype=autocast_dtype)``.
     - `method`: the rule of the reported suggestion, a name registered in `lrkit.suggest.HEURISTICS`
       or a callable ``(lrs, losses) -> lr`` (see `lrkit.suggest.resolve_rule`).
+    - `schedule`: what the LR is for, instead of `method`: ``"constant"`` (the ``minimum`` rule),
+      ``"decaying"`` (``consensus``), or a `lrkit.schedules.Schedule` or its spec, classified
+      as one of them (`lrkit.suggest.choose_rule`). Refused together with a `method` other than
+      the default.
+    - `check`: ``"hold"`` (default) trains from the starting state at `hold_margin` (10^0.5)
+      times the suggestion for `hold_steps` (40) updates, and backs the suggestion off by a
+      quarter decade while the loss does not hold (`finder_check`), spending at most `num_iter`
+      updates; ``"none"`` skips it. The check reads the training loss, also with `val_loader`.
     - `progress`: show a progress bar (on rank 0 only under ``torch.distributed``).
     """
 
@@ -91,6 +103,10 @@ class FinderOptions:
     grad_scaler: Any = None
     autocast_dtype: torch.dtype | None = None
     method: Method = DEFAULT_METHOD
+    schedule: ScheduleFor | None = None
+    check: str = "hold"
+    hold_steps: int = 40
+    hold_margin: float = 10**0.5
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -100,7 +116,10 @@ class FinderOptions:
         integer("find_lr", "accumulation_steps", self.accumulation_steps, minimum=1)
         optional(callable_arg, "find_lr", "step_fn", self.step_fn, "(model, batch) -> loss")
         optional(integer, "find_lr", "seed", self.seed, minimum=0)
-        resolve_rule(self.method, owner="find_lr")
+        choose_rule(self.method, self.schedule, owner="find_lr")
+        choice("find_lr", "check", self.check, CHECKS)
+        integer("find_lr", "hold_steps", self.hold_steps, minimum=1)
+        in_range("find_lr", "hold_margin", self.hold_margin, 1.0, math.inf, open_high=True)
         flag("find_lr", "progress", self.progress)
 
     @property
@@ -110,12 +129,13 @@ class FinderOptions:
 
 def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: Callable | None, train_loader: Iterable,
             options: FinderOptions | None = None, **overrides: Any) -> FinderResult:
-    """Run the LR range test on every parameter group at once and restore everything afterwards.
+    """Run the LR range test on every parameter group at once, check its suggestion, and restore
+    everything afterwards.
 
     Group g gets ``lr_g(i) = ramp(i) * lr_g / lr_0`` (its current LR relative to the first
     group's), so discriminative ratios are kept; ``result.group_lrs`` scales the suggestion the
-    same way. Each iteration trains on a batch at the next LR of the ramp and records its loss
-    (the loss before the step, or the validation loss after it).
+    same way (and so does the check). Each iteration trains on a batch at the next LR of the ramp
+    and records its loss (the loss before the step, or the validation loss after it).
 
     `criterion(model(x), y)` computes the loss of an ``(x, y)`` batch (None when `step_fn` does).
     The settings are `options` (`FinderOptions`), with any of its fields replaced by keyword:
@@ -124,16 +144,17 @@ def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: Calla
     options = with_overrides("find_lr", FinderOptions, options, overrides)
     _check_criterion(criterion, options)
     scales = _group_scales(optimizer.param_groups)
-    with _restored(model, optimizer, train_loader, options):
-        curve = _sweep(model, optimizer, criterion, train_loader, dict(enumerate(scales)), options, "LR range test")
-    return _result(curve, options, lambda lr: [lr * s for s in scales], None)
+    with _restored(model, optimizer, train_loader, options) as restart:
+        return _range_test(model, optimizer, criterion, train_loader, dict(enumerate(scales)), options, restart,
+                           "LR range test", lambda lr: [lr * s for s in scales], None)
 
 
 def find_group_lrs(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: Callable | None,
                    train_loader: Iterable, options: FinderOptions | None = None,
                    **overrides: Any) -> tuple[FinderResult, ...]:
-    """One range test per parameter group: group g sweeps the ramp while every other group keeps
-    its current LR; everything is restored between sweeps and afterwards.
+    """One range test per parameter group: group g sweeps the ramp (and its check holds group g's
+    suggestion) while every other group keeps its current LR; everything is restored between
+    sweeps and afterwards.
 
     Takes `find_lr`'s arguments. ``results[g].suggestion`` is the suggested LR of group g;
     ``results[g].group_lrs`` are all groups' LRs with group g set to it. With `seed` given,
@@ -144,13 +165,13 @@ def find_group_lrs(model: nn.Module, optimizer: torch.optim.Optimizer, criterion
     current = [float(group["lr"]) for group in optimizer.param_groups]
     results = []
     for g in range(len(current)):
-        with _restored(model, optimizer, train_loader, options):
-            curve = _sweep(model, optimizer, criterion, train_loader, {g: 1.0}, options, f"LR range test, group {g}")
-        results.append(_result(curve, options, _with_group(current, g), g))
+        with _restored(model, optimizer, train_loader, options) as restart:
+            results.append(_range_test(model, optimizer, criterion, train_loader, {g: 1.0}, options, restart,
+                                       f"LR range test, group {g}", _with_group(current, g), g))
     return tuple(results)
 
 
-# -- set-up and result --------------------------------------------------------------------
+# -- set-up -----------------------------------------------------------------------------------
 def _check_criterion(criterion: Callable | None, options: FinderOptions) -> None:
     if criterion is None and options.step_fn is None:
         raise ValueError("find_lr: criterion must be given unless step_fn computes the loss, got criterion=None")
@@ -173,46 +194,72 @@ def _group_scales(groups: Sequence[dict]) -> list[float]:
 
 
 @contextlib.contextmanager
-def _restored(model, optimizer, train_loader, options: FinderOptions) -> Iterator[None]:
-    """Snapshot on entry (then seed, if asked); restore in a ``finally`` on any exit."""
+def _restored(model, optimizer, train_loader, options: FinderOptions) -> Iterator[Callable[[], None]]:
+    """Snapshot on entry (then seed, if asked) and yield ``restart()``, which puts the snapshot
+    back and seeds again (the check starts every hold with it); restore in a ``finally`` on any exit."""
     loaders = [loader for loader in (train_loader, options.val_loader) if loader is not None]
     snapshot = TrainingSnapshot.take(model, optimizer, loaders=loaders, grad_scaler=options.grad_scaler)
-    try:
+
+    def seed() -> None:
         if options.seed is not None:
             torch.manual_seed(options.seed)
             np.random.seed(options.seed % 2**32)
             random.seed(options.seed)
             for generator in loader_generators(loaders):
                 generator.manual_seed(options.seed)
-        yield
+
+    def restart() -> None:
+        snapshot.restore()
+        seed()
+
+    try:
+        seed()
+        yield restart
     finally:
         snapshot.restore()
 
 
-def _result(curve: _Curve, options: FinderOptions, group_lrs_of: Callable[[float], list[float]],
-            group: int | None) -> FinderResult:
+def _lr_setter(optimizer: torch.optim.Optimizer, scales: Mapping[int, float]) -> Callable[[float], None]:
+    """``set_lr(lr)``: group g's LR becomes ``scale_g * lr`` for the groups in `scales`. Reads
+    ``optimizer.param_groups`` on every call: a restore replaces them (``load_state_dict``)."""
+    def set_lr(lr: float) -> None:
+        for g, scale in scales.items():
+            optimizer.param_groups[g]["lr"] = lr * scale
+
+    return set_lr
+
+
+def _progress_bar(label: str, total: int, options: FinderOptions) -> contextlib.AbstractContextManager:
+    """The shared bar (`lrkit.progress`), imported here, inside the snapshot: importing rich draws
+    from Python's `random` (``rich.style`` seeds an id counter with ``getrandbits``), which the
+    restore then undoes, so even the first call in a process leaves `random` as it found it."""
+    from lrkit.progress import progress_bar
+
+    return progress_bar(label, total, enabled=options.progress and rank() == 0, transient=True)
+
+
+# -- the range test ---------------------------------------------------------------------------
+def _range_test(model, optimizer, criterion, train_loader, scales: Mapping[int, float], options: FinderOptions,
+                restart: Callable[[], None], label: str, group_lrs_of: Callable[[float], list[float]],
+                group: int | None) -> FinderResult:
+    """The sweep, its suggestion and the check of it, inside the caller's snapshot (`_restored`)."""
+    stepper = Stepper(model, optimizer, options.step_fn if options.step_fn is not None else default_step(criterion),
+                      model_device(model, options.device), options.accumulation_steps, options.grad_scaler,
+                      options.autocast_dtype)
+    set_lr = _lr_setter(optimizer, scales)
+    curve = _sweep(stepper, train_loader, set_lr, options, label)
     if len(curve.raw) < 2:
         raise RuntimeError(f"the LR range test recorded {len(curve.raw)} finite loss(es) before it stopped "
                            f"({curve.stop}); it needs at least 2: lower start_lr or check the model and data")
-    return FinderResult.from_curve(options.lrs[: len(curve.raw)], curve.smoothed, curve.raw, method=options.method,
+    lrs = options.lrs[: len(curve.raw)]
+    found = suggest(lrs, curve.smoothed, curve.raw, method=options.method, schedule=options.schedule)
+    check = None
+    if options.check == "hold":
+        check = _check(found.lr, HoldTest(stepper, train_loader, restart, set_lr, options.hold_steps,
+                                          options.hold_margin, budget=options.num_iter), options, label)
+    return FinderResult.from_curve(lrs, curve.smoothed, curve.raw, found=found, check=check,
                                    group_lrs_of=group_lrs_of, stop_reason=curve.stop, group=group,
                                    validation=options.val_loader is not None)
-
-
-class BiasCorrectedAverage:
-    """fastai's smoothed loss (``AvgSmoothLoss``): an exponential moving average divided by its
-    bias, so early values are not pulled towards 0 (Kingma & Ba 2015, §3).
-
-    ``a_i = beta * a_{i-1} + (1 - beta) * L_i`` with ``a_{-1} = 0``; ``S_i = a_i / (1 - beta ** (i + 1))``.
-    """
-
-    def __init__(self, beta: float):
-        self.beta, self.average, self.count = beta, 0.0, 0
-
-    def __call__(self, loss: float) -> float:
-        self.count += 1
-        self.average = self.beta * self.average + (1.0 - self.beta) * loss
-        return self.average / (1.0 - self.beta ** self.count)
 
 
 @dataclass
@@ -222,29 +269,21 @@ class _Curve:
     stop: str
 
 
-# -- the sweep ----------------------------------------------------------------------------
-def _sweep(model, optimizer, criterion, train_loader, scales: Mapping[int, float], options: FinderOptions,
+def _sweep(stepper: Stepper, train_loader: Iterable, set_lr: Callable[[float], None], options: FinderOptions,
            label: str) -> _Curve:
-    """Train along the ramp, moving the groups in `scales` (``lr_g = scale * ramp(i)``)."""
-    step = options.step_fn if options.step_fn is not None else default_step(criterion)
-    device = _device(model, options.device)
-    autocast = (torch.autocast(device_type=device.type, dtype=options.autocast_dtype)
-                if options.autocast_dtype is not None else contextlib.nullcontext())
+    """Train along the ramp, one `set_lr(ramp(i))` per iteration."""
     batches = endless(train_loader)
-    groups = optimizer.param_groups
     smoother = BiasCorrectedAverage(options.smooth)
     curve, best = _Curve([], [], "completed"), math.inf
-    model.train()
+    stepper.model.train()
     lrs = options.lrs.tolist()
-    with progress_bar(label, len(lrs), enabled=options.progress and _rank() == 0, transient=True) as bar:
+    with _progress_bar(label, len(lrs), options) as bar:
         for lr in lrs:
-            for g, scale in scales.items():
-                groups[g]["lr"] = lr * scale
-            loss = _train_iteration(model, optimizer, batches, step, device, options.accumulation_steps,
-                                    options.grad_scaler, autocast)
+            set_lr(lr)
+            loss = stepper.train_loss(batches)
             if options.val_loader is not None:
-                loss = _validation_loss(model, options.val_loader, step, device, autocast)
-            value = _mean_over_ranks(loss)
+                loss = stepper.validation_loss(options.val_loader)
+            value = mean_over_ranks(loss)
             if not math.isfinite(value):
                 curve.stop = "non-finite"
                 break
@@ -260,65 +299,9 @@ def _sweep(model, optimizer, criterion, train_loader, scales: Mapping[int, float
     return curve
 
 
-def _device(model: nn.Module, device: torch.device | str | None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    first = next(model.parameters(), None)
-    return first.device if first is not None else torch.device("cpu")
-
-
-def _train_iteration(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterator[Any], step: StepFn,
-                     device: torch.device, accumulation_steps: int, grad_scaler: Any,
-                     autocast: contextlib.AbstractContextManager) -> torch.Tensor:
-    """One optimizer step on `accumulation_steps` batches; their summed (already divided) losses."""
-    optimizer.zero_grad(set_to_none=True)
-    losses = []
-    for _ in range(accumulation_steps):
-        with autocast:
-            loss = step(model, to_device(next(batches), device)) / accumulation_steps
-        (grad_scaler.scale(loss) if grad_scaler is not None else loss).backward()
-        losses.append(loss.detach())
-    if grad_scaler is not None:
-        grad_scaler.step(optimizer)
-        grad_scaler.update()
-    else:
-        optimizer.step()
-    return sum(losses[1:], losses[0])  # summed in order: L_0 + L_1 + ...
-
-
-def _validation_loss(model, val_loader, step, device, autocast) -> torch.Tensor:
-    """Example-weighted mean loss over the whole validation loader (summed over ranks)."""
-    model.eval()
-    total, count = None, 0
-    with torch.no_grad(), autocast:
-        for batch in val_loader:
-            batch = to_device(batch, device)
-            size = batch_size(batch)
-            loss = step(model, batch).detach().float() * size
-            total = loss if total is None else total + loss
-            count += size
-    model.train()
-    if total is None:
-        raise ValueError("find_lr: val_loader yielded no batch")
-    return torch.stack([total, torch.tensor(float(count), device=total.device)])
-
-
-def _mean_over_ranks(loss: torch.Tensor) -> float:
-    """The loss as a float, averaged over ranks under torch.distributed. A validation loss comes
-    as ``[sum, count]`` and is averaged per example."""
-    loss = loss.detach().float()
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    if loss.dim() == 1:  # [sum, count]
-        if distributed:
-            torch.distributed.all_reduce(loss)
-        return (loss[0] / loss[1]).item()
-    if distributed:
-        torch.distributed.all_reduce(loss)
-        loss /= torch.distributed.get_world_size()
-    return loss.item()
-
-
-def _rank() -> int:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank()
-    return 0
+def _check(candidate: float, test: HoldTest, options: FinderOptions, label: str) -> CheckResult:
+    """Run the hold test on the suggestion, with its own bar (up to its budget of updates)."""
+    with _progress_bar(f"{label}: check", test.budget, options) as bar:
+        result = test.run(candidate, bar.advance)
+    logger.log(logging.INFO if result.verified else logging.WARNING, "%s: %s", label, result.note)
+    return result

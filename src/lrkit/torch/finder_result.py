@@ -1,4 +1,5 @@
-"""`FinderResult`: the curve of an LR range test, its suggestions, a plot and a JSON form."""
+"""`FinderResult`: the curve of an LR range test, its suggestions, the check of the suggested LR,
+a plot and a JSON form."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from lrkit.suggest import Method, Suggestion, clr_bounds, suggest
+from lrkit.suggest import Suggestion, clr_bounds
+from lrkit.torch.finder_check import CheckResult
 from lrkit.validation import choice
 
 STOP_REASONS = ("completed", "diverged", "non-finite")
@@ -26,10 +28,13 @@ class FinderResult:
     before the update (fastai's and torch-lr-finder's pairing), or the validation loss after it
     when a ``val_loader`` was given; ``losses`` the bias-corrected smoothed losses the
     suggestions read. ``found`` is what `lrkit.suggest.suggest` concluded from them;
-    ``suggestion``, ``method``, ``suggestions``, ``interval``, ``confidence`` and ``notes`` read
-    it. ``group_lrs`` are the LRs to give every parameter group: the suggestion scaled by each
-    group's ratio, or, for a one-group sweep, the suggestion for the swept group with the others
-    unchanged. ``stop_reason`` is one of `STOP_REASONS`.
+    ``method``, ``suggestions``, ``interval``, ``confidence`` and ``reason`` read it. ``check``
+    is what the check of the rule's LR did (`lrkit.torch.finder_check.CheckResult`; None when it
+    was turned off): ``suggestion`` is the LR it returns, ``found.lr`` the rule's LR before it,
+    and ``notes`` are the curve's notes, then the check's. ``group_lrs`` are the LRs to give every
+    parameter group: the suggestion scaled by each group's ratio, or, for a one-group sweep, the
+    suggestion for the swept group with the others unchanged. ``stop_reason`` is one of
+    `STOP_REASONS`.
     """
 
     lrs: np.ndarray
@@ -41,24 +46,27 @@ class FinderResult:
     stop_reason: str
     group: int | None = None
     validation: bool = False
+    check: CheckResult | None = None
 
     def __post_init__(self) -> None:
         choice("FinderResult", "stop_reason", self.stop_reason, STOP_REASONS)
 
     @classmethod
-    def from_curve(cls, lrs, losses, raw_losses, *, method: Method, group_lrs_of: Callable[[float], list[float]],
-                   stop_reason: str, group: int | None = None, validation: bool = False) -> FinderResult:
-        """Suggestions for a recorded curve; `group_lrs_of(lr)` maps a suggestion to every group's LR."""
+    def from_curve(cls, lrs, losses, raw_losses, *, found: Suggestion, check: CheckResult | None,
+                   group_lrs_of: Callable[[float], list[float]], stop_reason: str, group: int | None = None,
+                   validation: bool = False) -> FinderResult:
+        """The result of a recorded curve, what `suggest` `found` on it and the `check` of its LR;
+        `group_lrs_of(lr)` maps the suggestion to every group's LR."""
         lrs, losses, raw = (np.asarray(v, dtype=np.float64) for v in (lrs, losses, raw_losses))
-        found = suggest(lrs, losses, raw, method=method)
+        lr = found.lr if check is None else check.lr
         return cls(lrs=lrs, losses=losses, raw_losses=raw, found=found, clr_bounds=clr_bounds(lrs, losses),
-                   group_lrs=tuple(float(v) for v in group_lrs_of(found.lr)), stop_reason=stop_reason,
-                   group=group, validation=validation)
+                   group_lrs=tuple(float(v) for v in group_lrs_of(lr)), stop_reason=stop_reason, group=group,
+                   validation=validation, check=check)
 
     @property
     def suggestion(self) -> float:
-        """The suggested LR (of the rule `method`)."""
-        return self.found.lr
+        """The suggested LR: the rule `method`'s, backed off by the check when it did not hold."""
+        return self.found.lr if self.check is None else self.check.lr
 
     @property
     def method(self) -> str:
@@ -77,8 +85,14 @@ class FinderResult:
         return self.found.confidence
 
     @property
+    def reason(self) -> str:
+        """Why the rule `method` was chosen (`lrkit.suggest.choose_rule`)."""
+        return self.found.reason
+
+    @property
     def notes(self) -> tuple[str, ...]:
-        return self.found.notes
+        """The curve's notes (`lrkit.suggest.suggest`), then what the check did."""
+        return self.found.notes + (() if self.check is None else (self.check.note,))
 
     def plot(self, ax=None, *, show_raw: bool = True):
         """Loss against LR (log x), each suggestion marked, the heuristics' interval shaded."""
@@ -96,6 +110,8 @@ class FinderResult:
             chosen = name == self.method
             ax.scatter([lr], [y], s=90 if chosen else 40, marker="*" if chosen else "o", zorder=3,
                        color=f"C{k + 3}", label=f"{name}: {lr:.3g}" + (" (suggested)" if chosen else ""))
+        if self.check is not None and self.suggestion != self.found.lr:
+            ax.axvline(self.suggestion, color="C1", linestyle="--", label=f"checked: {self.suggestion:.3g}")
         ax.set_xscale("log")
         # Frame the falling part: a diverging tail (often 100x the loss) would flatten the curve.
         falling = self.losses[: int(np.argmin(self.losses)) + 1]
@@ -110,9 +126,13 @@ class FinderResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready and flat: arrays and tuples as lists, the `Suggestion` fields next to the
-        curve (its ``lr`` as ``"suggestion"``)."""
-        return {key: _jsonable(getattr(self.found if nested else self, f.name))
+        curve, with ``"suggestion"`` the checked LR and ``"notes"`` the curve's and the check's
+        (the rule's own LR is ``suggestions[method]``); ``"check"`` a dict or None."""
+        data = {key: _jsonable(getattr(self.found if nested else self, f.name))
                 for key, (nested, f) in _json_fields().items()}
+        data.update(suggestion=self.suggestion, notes=list(self.notes),
+                    check=None if self.check is None else self.check.to_dict())
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FinderResult:
@@ -133,8 +153,13 @@ class FinderResult:
             own[name] = np.asarray(own[name], dtype=np.float64)
         for name in ("clr_bounds", "group_lrs"):
             own[name] = tuple(own[name])
-        found.update(suggestions=dict(found["suggestions"]), interval=tuple(found["interval"]),
-                     notes=tuple(found.get("notes", ())))
+        check = own["check"] = None if own.get("check") is None else CheckResult.from_dict(own["check"])
+        notes = tuple(found.get("notes", ()))
+        if check is not None and notes[-1:] == (check.note,):
+            notes = notes[:-1]  # the check's note is not the curve's
+        # "suggestion" is the checked LR; the rule's own is its entry in "suggestions"
+        found.update(lr=found["suggestions"][found["method"]], suggestions=dict(found["suggestions"]),
+                     interval=tuple(found["interval"]), notes=notes)
         return cls(found=Suggestion(**found), **own)
 
 

@@ -178,7 +178,9 @@ class LipschitzLR(LRScheduler):
     gradient 2/d times that.
 
     **Safety.** A non-finite or non-positive L or LR leaves the LR unchanged (and the EMAs
-    untouched) and logs a warning; `max_lr` caps the LR. Param groups keep their initial LR
+    untouched); the first such epoch of a run logs a warning, later ones are logged at DEBUG
+    level and counted in `skipped` (a run whose activations vanish would otherwise warn once per
+    epoch). `max_lr` caps the LR. Param groups keep their initial LR
     ratios. `state_dict` holds the EMAs, the epoch and the partial epoch's maxima.
 
     **Torch's contract.** The constructor ends with torch's ``LRScheduler.__init__`` and `step`
@@ -240,6 +242,7 @@ class LipschitzLR(LRScheduler):
         self.k1, self.k2 = float(ema_init[0]), float(ema_init[1])
         self.updates = 0  # EMA updates made
         self.skipped = 0  # epochs whose L or LR was unusable
+        self._warned = False  # about an unusable epoch: once per run
         self.last_lipschitz: float | None = None
         self.scales = group_scales(owner, optimizer)
         self._lrs = [float(group["lr"]) for group in optimizer.param_groups]  # what get_lr returns
@@ -312,28 +315,33 @@ class LipschitzLR(LRScheduler):
         stats, self._stats = self._stats, _EpochStats()
         k_z = _to_float(stats.k_z)
         if k_z is None:
-            self.skipped += 1
-            logger.warning("LipschitzLR: no batch reached the last layer in training mode during epoch %d; "
-                           "LR left at %s", self.last_epoch, self._lrs)
+            self._skip("no batch reached the last layer in training mode during epoch %d", self.last_epoch)
             return
         lipschitz = self._lipschitz(stats, k_z)
         if not math.isfinite(lipschitz) or lipschitz <= 0:
-            self.skipped += 1
-            logger.warning("LipschitzLR: unusable Lipschitz constant L=%r at epoch %d (K_z=%r); LR left at %s",
-                           lipschitz, self.last_epoch, k_z, self._lrs)
+            self._skip("unusable Lipschitz constant L=%r at epoch %d (K_z=%r)", lipschitz, self.last_epoch, k_z)
             return
         k1, k2, updates = self._ema(lipschitz)
         lr = self._lr_rule(lipschitz, k1, k2, updates)
         if not math.isfinite(lr) or lr <= 0:
-            self.skipped += 1
-            logger.warning("LipschitzLR: unusable LR %r at epoch %d (L=%r); LR left at %s",
-                           lr, self.last_epoch, lipschitz, self._lrs)
+            self._skip("unusable LR %r at epoch %d (L=%r)", lr, self.last_epoch, lipschitz)
             return
         self.k1, self.k2, self.updates, self.last_lipschitz = k1, k2, updates, lipschitz
         if self.max_lr is not None and lr > self.max_lr:
             logger.info("LipschitzLR: LR %.4g capped at max_lr=%.4g", lr, self.max_lr)
             lr = self.max_lr
         self._set_lr(lr)
+
+    def _skip(self, reason: str, *args: object) -> None:
+        """Count an epoch that leaves the LR as it is; warn about the first one of this scheduler only."""
+        self.skipped += 1
+        message = "LipschitzLR: " + reason + "; LR left at %s"
+        if self._warned:
+            logger.debug(message, *args, self._lrs)
+            return
+        self._warned = True
+        logger.warning(message + " (further such epochs of this run: logged at DEBUG level, counted in "
+                       "LipschitzLR.skipped)", *args, self._lrs)
 
     def _lipschitz(self, stats: _EpochStats, k_z: float) -> float:
         max_weight_norm = 0.0

@@ -151,9 +151,23 @@ class ReduceLROnPlateau(_PlateauRule, lr_scheduler.ReduceLROnPlateau):
         return cut
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Torch's load (settings and counters as saved), once the counters are checked."""
-        keys = ("best", *_COUNTERS)
-        super().load_state_dict(_checked_state("ReduceLROnPlateau.load_state_dict", state_dict, keys))
+        """Torch's load (settings and counters as saved), once the state is checked: the counters,
+        the rule's settings as the constructor checks them, and no key `state_dict` does not save
+        (torch's load sets every key as an attribute, an ``optimizer`` one included)."""
+        owner = "ReduceLROnPlateau.load_state_dict"
+        state = _checked_state(owner, state_dict, ("best", *_COUNTERS))
+        own = self.state_dict()
+        unknown = sorted(set(state) - set(own))
+        if unknown:
+            raise fail(owner, "state_dict", f"a state saved by ReduceLROnPlateau.state_dict() (unknown keys {unknown})",
+                       state)
+        merged = own | state
+        _check_rule(owner, merged["mode"], merged["factor"], merged["patience"], merged["threshold"],
+                    merged["threshold_mode"], merged["cooldown"], merged["min_lrs"], merged["eps"])
+        groups = len(self.optimizer.param_groups)
+        if not isinstance(merged["min_lrs"], list) or len(merged["min_lrs"]) != groups:
+            raise fail(owner, "min_lrs", f"a list of one LR >= 0 per param group ({groups})", merged["min_lrs"])
+        super().load_state_dict(state)
 
 
 class PlateauFactor(_PlateauRule):
