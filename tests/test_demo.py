@@ -35,3 +35,22 @@ def test_quick_demo_trains_every_strategy_and_writes_the_report(tmp_path):
     assert again.exit_code == 0, again.output  # resumes: nothing left to train
     with ResultsStore(tmp_path / "runs.sqlite") as store:
         assert len(store.runs()) == len(runs)
+
+
+def test_the_demo_on_another_task_runs_its_familys_strategies_at_its_own_length():
+    from lrkit.casestudy import FULL, QUICK, case_study_for
+    from lrkit.experiments.strategies import TRANSFORMER_STRATEGIES
+    from lrkit.tasks import get_task
+
+    assert case_study_for() is FULL and case_study_for("mnist1d-cnn", quick=True) is QUICK
+    study = case_study_for("charlm-transformer")
+    task = get_task("charlm-transformer")
+    assert (study.seeds, study.epochs, study.batch_size) == (3, task.epochs, task.batch_size)
+    assert study.chosen_strategies() == TRANSFORMER_STRATEGIES
+    assert (case_study_for("fashion-cnn", quick=True).seeds, case_study_for("fashion-cnn", quick=True).epochs) == (1, 1)
+
+
+def test_the_demo_refuses_an_unknown_task_in_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["demo", "--task", "imagenet", "-o", str(tmp_path / "out"), "--quiet"])
+    assert result.exit_code == 2 and "imagenet" in result.output and "mnist1d-cnn" in result.output
+    assert not (tmp_path / "out").exists()

@@ -332,3 +332,24 @@ def test_from_function_refuses_bad_return_values(fn):
 def test_bad_steps_raise_value_error(step):
     with pytest.raises(ValueError, match="step must be"):
         S.cosine(0.1, 10)(step)
+
+
+# -- templates ------------------------------------------------------------------------------
+def test_a_template_is_filled_with_the_numbers_repr_and_parsed():
+    from lrkit.schedules import cosine, fill_template
+
+    assert fill_template("cosine(lr={lr}, decay_steps={total_steps})", lr=0.1, total_steps=1000) == cosine(0.1, 1000)
+    assert fill_template("constant(lr={lr})", lr=1e-3, total_steps=5) == fill_template("constant(lr=0.001)")
+
+
+@pytest.mark.parametrize("template, message", [
+    ("constant(lr={lr:>3000000000})", "takes no format spec or conversion"),
+    ("constant(lr={lr!r})", "takes no format spec or conversion"),
+    ("constant(lr={rate})", r"unknown field\(s\) \['rate'\]"),
+    ("constant(lr={lr)", "bad schedule template"),
+])
+def test_a_template_with_a_format_spec_an_unknown_field_or_a_bad_brace_is_refused_before_filling(template, message):
+    from lrkit.schedules import fill_template
+
+    with pytest.raises(ValueError, match=message):
+        fill_template(template, lr=0.1)

@@ -267,7 +267,7 @@ def test_a_study_in_sqlite_is_resumed_without_retraining(problem, tmp_path):
     ({"schedule": "linear"}, r"schedule must be one of 'constant', 'cosine', 'one_cycle' or a spec template "
                              r"with '\{lr\}'"),
     ({"schedule": "cosine(lr=0.1, decay_steps={total_steps})"}, r"with '\{lr\}'"),
-    ({"schedule": "cosine(lr={lr}, decay_steps={steps})"}, r"unknown: \['steps'\]"),
+    ({"schedule": "cosine(lr={lr}, decay_steps={steps})"}, r"unknown field\(s\) \['steps'\]"),
     ({"schedule": "cosine(lr={lr}, decay={total_steps})"}, "parse: bad schedule spec"),
     ({"metric": "f1"}, "tune_lr: metric must be one of 'accuracy', 'loss'"),
     ({"metric": "loss", "higher_is_better": True}, "higher_is_better must be None or False with metric='loss'"),

@@ -37,6 +37,16 @@ FULL = CaseStudy()
 QUICK = CaseStudy(seeds=1, epochs=4)
 
 
+def case_study_for(task: str | None = None, *, quick: bool = False) -> CaseStudy:
+    """`FULL` / `QUICK` on the default task; on another registered task, its family's strategies at
+    the task's own epochs and batch size x 3 seeds (quick: 1 epoch x 1 seed)."""
+    if task is None or task == FULL.task:
+        return QUICK if quick else FULL
+    spec = get_task(task)
+    return CaseStudy(task=task, seeds=1 if quick else 3, epochs=1 if quick else spec.epochs,
+                     batch_size=spec.batch_size)
+
+
 @dataclass(frozen=True)
 class CaseStudyResult:
     db: Path

@@ -17,11 +17,10 @@ strategy by name.
 from __future__ import annotations
 
 import inspect
-import string
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lrkit.schedules import Schedule, parse
+from lrkit.schedules import Schedule, fill_template
 from lrkit.suggest import HEURISTICS
 from lrkit.torch.finder_check import CHECKS
 from lrkit.torch.optimizers import OPTIMIZERS
@@ -30,7 +29,6 @@ from lrkit.validation import choice, fail, flag, in_range, instance, optional, p
 #: The finder fields in the identity of a strategy without a range test: what every strategy
 #: stored (``finder_method="consensus"``, no check) before the rule followed the schedule.
 _NO_FINDER_IDENTITY = {"finder_method": "consensus"}
-TEMPLATE_FIELDS = ("lr", "total_steps", "steps_per_epoch", "epochs")
 #: what `Strategy.lr` may name instead of a number
 LR_SOURCES = ("finder", "default")
 
@@ -181,22 +179,8 @@ class Strategy:
 
     @staticmethod
     def resolve(template: str, **values: float) -> Schedule:
-        """Fill a spec template with numbers and parse it."""
-        try:
-            fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
-                      if name is not None]
-        except ValueError as err:
-            raise ValueError(f"bad schedule template {template!r}: {err}") from None
-        formatted = [name for name, spec, conversion in fields if spec or conversion]
-        if formatted:
-            raise ValueError(f"bad schedule template {template!r}: a field is replaced by its number as it is, "
-                             f"so it takes no format spec or conversion (in {{{formatted[0]}...}})")
-        names = {name for name, _, _ in fields}
-        unknown = names - set(TEMPLATE_FIELDS)
-        if unknown:
-            raise ValueError(f"bad schedule template {template!r}: unknown field(s) {sorted(unknown)}; "
-                             f"allowed: {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}")
-        return parse(template.format(**{name: repr(values[name]) for name in names}))
+        """Fill a spec template with numbers and parse it (`lrkit.schedules.fill_template`)."""
+        return fill_template(template, **values)
 
 
 def _has_momentum(optimizer: str) -> bool:

@@ -38,6 +38,7 @@ from lrkit.schedules.decay import (
 )
 from lrkit.schedules.shape import schedule_kind
 from lrkit.schedules.spec import parse
+from lrkit.schedules.templates import TEMPLATE_FIELDS, fill_template, template_fields
 from lrkit.schedules.transformer import WSD, InverseSqrt
 
 from_dict = Schedule.from_dict
@@ -71,9 +72,40 @@ from_function = FromFunction
 lambda_ = FromFunction
 
 __all__ = [
-    "Schedule", "clip", "constant", "cosine", "exp_range", "exponential", "from_dict", "from_function",
-    "in_epochs", "inverse_sqrt", "inverse_time", "join", "lambda_", "linear_cosine", "multistep", "natural_exp",
-    "noisy_linear_cosine", "one_cycle", "one_cycle_momentum", "parse", "piecewise", "polynomial",
-    "register_function", "registered_names", "scale", "schedule_kind", "sgdr", "slanted_triangular", "step",
-    "triangular", "triangular2", "warmup", "wsd",
+    "TEMPLATE_FIELDS",
+    "Schedule",
+    "clip",
+    "constant",
+    "cosine",
+    "exp_range",
+    "exponential",
+    "fill_template",
+    "from_dict",
+    "from_function",
+    "in_epochs",
+    "inverse_sqrt",
+    "inverse_time",
+    "join",
+    "lambda_",
+    "linear_cosine",
+    "multistep",
+    "natural_exp",
+    "noisy_linear_cosine",
+    "one_cycle",
+    "one_cycle_momentum",
+    "parse",
+    "piecewise",
+    "polynomial",
+    "register_function",
+    "registered_names",
+    "scale",
+    "schedule_kind",
+    "sgdr",
+    "slanted_triangular",
+    "step",
+    "template_fields",
+    "triangular",
+    "triangular2",
+    "warmup",
+    "wsd",
 ]

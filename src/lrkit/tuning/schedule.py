@@ -21,9 +21,7 @@ decay. A constant LR is the same either way.
 
 from __future__ import annotations
 
-import string
-
-from lrkit.schedules import Schedule, parse
+from lrkit.schedules import Schedule, fill_template, template_fields
 from lrkit.validation import fail, instance
 
 #: Named schedules: the strategies of the same names (cosine to 0; one-cycle to the LR, torch's defaults).
@@ -32,17 +30,16 @@ NAMED = {
     "cosine": "cosine(lr={lr}, decay_steps={total_steps})",
     "one_cycle": "one_cycle(max_lr={lr}, total_steps={total_steps})",
 }
-FIELDS = ("lr", "total_steps", "steps_per_epoch", "epochs")
 
 
 def template_of(schedule: str) -> str:
     """The spec template of a name in `NAMED` or of a template; refuses one without ``{lr}``."""
     template = NAMED.get(instance("tune_lr", "schedule", schedule, str, "a name or a spec template"), schedule)
-    names = _fields(template)
-    unknown = names - set(FIELDS)
-    if unknown:
-        raise fail("tune_lr", "schedule", f"one of {', '.join(map(repr, NAMED))} or a spec template whose fields "
-                   f"are among {', '.join('{' + f + '}' for f in FIELDS)} (unknown: {sorted(unknown)})", schedule)
+    try:
+        names = template_fields(template)
+    except ValueError as err:
+        raise fail("tune_lr", "schedule", f"one of {', '.join(map(repr, NAMED))} or a well-formed spec template "
+                   f"({err})", schedule) from None
     if "lr" not in names:
         raise fail("tune_lr", "schedule", f"one of {', '.join(map(repr, NAMED))} or a spec template with "
                    "'{lr}' (the LR being tuned)", schedule)
@@ -51,13 +48,5 @@ def template_of(schedule: str) -> str:
 
 def full_run(template: str, lr: float, steps_per_epoch: int, epochs: int) -> Schedule:
     """The template filled for the full run: ``total_steps = epochs · steps_per_epoch``."""
-    values = {"lr": lr, "total_steps": epochs * steps_per_epoch, "steps_per_epoch": steps_per_epoch,
-              "epochs": epochs}
-    return parse(template.format(**{name: repr(values[name]) for name in _fields(template)}))
-
-
-def _fields(template: str) -> set[str]:
-    try:
-        return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-    except ValueError as err:
-        raise fail("tune_lr", "schedule", f"a well-formed spec template ({err})", template) from None
+    return fill_template(template, lr=lr, total_steps=epochs * steps_per_epoch, steps_per_epoch=steps_per_epoch,
+                         epochs=epochs)
