@@ -274,6 +274,15 @@ def test_grad_scaler_and_autocast_are_restored():
 
 
 # -- parameter groups ---------------------------------------------------------------------------
+def group_lrs_recording_step(optimizer, seen: list):
+    """A finder `step_fn` (cross-entropy on ``(x, y)``) that records every group's LR at each call in `seen`."""
+    def step(m, batch):
+        seen.append([g["lr"] for g in optimizer.param_groups])
+        return nn.functional.cross_entropy(m(batch[0]), batch[1])
+
+    return step
+
+
 def two_group_setup():
     model, loader = make_model(), make_loader()
     optimizer = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.01},
@@ -286,9 +295,7 @@ def test_groups_sweep_together_keeping_their_ratio():
     model, optimizer, loader = two_group_setup()
     seen = []
 
-    def step(m, batch):
-        seen.append([g["lr"] for g in optimizer.param_groups])
-        return nn.functional.cross_entropy(m(batch[0]), batch[1])
+    step = group_lrs_recording_step(optimizer, seen)
 
     result = find_lr(model, optimizer, None, loader, num_iter=30, step_fn=step, check="none", progress=False)
     seen = np.array(seen)
@@ -303,9 +310,7 @@ def test_groups_sweep_one_at_a_time():
     before = everything(model, optimizer, loader)
     seen = []
 
-    def step(m, batch):
-        seen.append([g["lr"] for g in optimizer.param_groups])
-        return nn.functional.cross_entropy(m(batch[0]), batch[1])
+    step = group_lrs_recording_step(optimizer, seen)
 
     results = find_group_lrs(model, optimizer, None, loader, num_iter=20, end_lr=1.0, step_fn=step, seed=0,
                              check="none", progress=False)

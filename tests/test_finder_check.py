@@ -16,7 +16,16 @@ from torch.utils.data import DataLoader
 
 from lrkit.torch import find_group_lrs, find_lr
 from lrkit.torch.finder_check import BACKOFF, CheckResult, Hold
-from test_finder import assert_identical, everything, make_data, make_loader, make_model, two_group_setup, warmed
+from test_finder import (
+    assert_identical,
+    everything,
+    group_lrs_recording_step,
+    make_data,
+    make_loader,
+    make_model,
+    two_group_setup,
+    warmed,
+)
 
 
 def fixed(lr):
@@ -158,9 +167,7 @@ def test_the_check_scales_every_group_together():
     model, optimizer, loader = two_group_setup()
     seen = []
 
-    def step(m, batch):
-        seen.append([g["lr"] for g in optimizer.param_groups])
-        return nn.functional.cross_entropy(m(batch[0]), batch[1])
+    step = group_lrs_recording_step(optimizer, seen)
 
     result = find_lr(model, optimizer, None, loader, num_iter=30, end_lr=1e-2, step_fn=step, method=fixed(30.0),
                      hold_steps=10, progress=False)
@@ -177,9 +184,7 @@ def test_find_group_lrs_checks_each_group_alone():
     before = everything(model, optimizer, loader)
     seen = []
 
-    def step(m, batch):
-        seen.append([g["lr"] for g in optimizer.param_groups])
-        return nn.functional.cross_entropy(m(batch[0]), batch[1])
+    step = group_lrs_recording_step(optimizer, seen)
 
     results = find_group_lrs(model, optimizer, None, loader, num_iter=20, end_lr=1e-2, step_fn=step, seed=0,
                              method=fixed(30.0), hold_steps=10, progress=False)
