@@ -342,3 +342,36 @@ def test_the_case_study_runs_the_task_familys_strategies():
     assert FULL.chosen_strategies() is DEFAULT_STRATEGIES and QUICK.chosen_strategies() is DEFAULT_STRATEGIES
     assert CaseStudy(task=transformer_family_task()).chosen_strategies() is TRANSFORMER_STRATEGIES
     assert CaseStudy(strategies=LR_FREE_STRATEGIES).chosen_strategies() is LR_FREE_STRATEGIES
+
+
+# -- tuned strategies -----------------------------------------------------------------------------
+def test_a_tuned_strategy_trains_at_tune_lrs_choice_from_an_untouched_start():
+    from lrkit.experiments.training import Trial, train_trial
+    from lrkit.experiments.tune_on_task import tune_lr_on_task
+
+    tuned = default_strategies()["tuned-cosine"]
+    run = train_trial(Trial("digits-mlp", tuned, 0, 10, 64))
+    reference = tune_lr_on_task("digits-mlp", schedule=tuned.schedule, budget=1.0, epochs=10, seed=0, batch_size=64,
+                                progress=False)
+    assert run.base_lr == reference.lr and reference.cost <= 1.0
+    fixed = replace(tuned, lr=reference.lr, tune_budget=None)
+    same = train_trial(Trial("digits-mlp", fixed, 0, 10, 64))  # tuning left the model, batches and RNGs as found
+    assert same.step_loss == run.step_loss and same.epoch_metric == run.epoch_metric
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"lr": "tuned"}, "tune_budget must be a number of runs with lr='tuned' and None otherwise"),
+    ({"tune_budget": 1.0}, "tune_budget must be a number of runs with lr='tuned' and None otherwise"),
+    ({"lr": "tuned", "tune_budget": 0.0}, "tune_budget"),
+    ({"lr": "tuned", "tune_budget": 1.0, "plateau": {"patience": 1}}, "plateau must be None with lr='tuned'"),
+    ({"lr": "tuned", "tune_budget": 1.0, "optimizer": "prodigy"}, "lr must be 'default' or a number with optimizer"),
+])
+def test_tuned_strategies_refuse_what_tune_lr_would_not_honour(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Strategy("bad", "bad", **kwargs)
+
+
+def test_the_tune_budget_is_in_a_tuned_strategys_identity_only():
+    tuned = default_strategies()["tuned-cosine"]
+    assert tuned.identity()["tune_budget"] == 1.0
+    assert "tune_budget" not in default_strategies()["cosine"].identity()

@@ -30,7 +30,7 @@ from lrkit.validation import choice, fail, flag, in_range, instance, optional, p
 #: stored (``finder_method="consensus"``, no check) before the rule followed the schedule.
 _NO_FINDER_IDENTITY = {"finder_method": "consensus"}
 #: what `Strategy.lr` may name instead of a number
-LR_SOURCES = ("finder", "default")
+LR_SOURCES = ("finder", "tuned", "default")
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,9 @@ class Strategy:
     """How one run sets its learning rate.
 
     `lr`: a number, ``"finder"`` (the LR range test's checked suggestion on this model and data,
-    times `lr_factor`) or ``"default"`` (the optimizer's own default LR). The range test reads
+    times `lr_factor`), ``"tuned"`` (`lrkit.tune_lr`'s choice for the strategy's schedule over the
+    whole run, spending at most `tune_budget` runs of compute, times `lr_factor`; its cost is in
+    the run's wall time) or ``"default"`` (the optimizer's own default LR). The range test reads
     its curve with the rule for the strategy's schedule (`lrkit.suggest.SCHEDULE_RULES`:
     ``"minimum"`` when the LR stays constant over most of the run, ``"consensus"`` when the
     schedule decays it), unless `finder_method` names a rule; `finder_check` is its
@@ -76,6 +78,7 @@ class Strategy:
     lipschitz: dict[str, Any] | None = None
     optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
     optimizer_warmup: float | None = None
+    tune_budget: float | None = None
     baseline: bool = False
 
     def __post_init__(self) -> None:
@@ -98,6 +101,7 @@ class Strategy:
             optional(instance, owner, name, getattr(self, name), dict, "a dict of keyword arguments or None")
         instance(owner, "optimizer_kwargs", self.optimizer_kwargs, dict, "a dict of keyword arguments")
         optional(in_range, owner, "optimizer_warmup", self.optimizer_warmup, 0.0, 1.0, open_low=True, open_high=True)
+        optional(positive, owner, "tune_budget", self.tune_budget)
         flag(owner, "baseline", self.baseline)
         self._refuse_ignored_settings(owner)
 
@@ -113,6 +117,13 @@ class Strategy:
                 if getattr(self, name) != default:
                     raise fail(owner, name, f"left at {default!r} unless lr='finder' (no LR range test runs for "
                                f"lr={self.lr!r})", getattr(self, name))
+        if (self.lr == "tuned") != (self.tune_budget is not None):
+            raise fail(owner, "tune_budget", "a number of runs with lr='tuned' and None otherwise", self.tune_budget)
+        if self.lr == "tuned":
+            for name in ("momentum", "plateau", "lipschitz"):
+                if getattr(self, name) is not None:
+                    raise fail(owner, name, "None with lr='tuned' (tune_lr's trials run the schedule alone)",
+                               getattr(self, name))
         if self.lr == "default" and self.lr_factor != 1.0:
             raise fail(owner, "lr_factor", "1.0 with lr='default' (the optimizer's default LR is used as is)",
                        self.lr_factor)
@@ -132,7 +143,7 @@ class Strategy:
                        "(write the warm-up into the schedule)", self.optimizer_warmup)
         if kind == "scheduled":
             return
-        if self.lr == "finder":
+        if self.lr in ("finder", "tuned"):
             why = ("lr multiplies the step size it estimates; its authors use 1.0" if kind == "lr-free" else
                    "its built-in warm-up and averaging are not what the LR range test measures")
             raise fail(owner, "lr", f"'default' or a number with optimizer {optimizer} ({why})", self.lr)
@@ -163,8 +174,9 @@ class Strategy:
         is identified by its rule and check: its runs stored before then (an unchecked LR) differ."""
         config = self.config()
         del config["baseline"]
-        if config["optimizer_warmup"] is None:
-            del config["optimizer_warmup"]
+        for name in ("optimizer_warmup", "tune_budget"):  # None: as stored before the field existed
+            if config[name] is None:
+                del config[name]
         if self.lr != "finder":
             del config["finder_check"]
             config.update(_NO_FINDER_IDENTITY)
@@ -215,6 +227,8 @@ DEFAULT_STRATEGIES: tuple[Strategy, ...] = (
     Strategy("one-cycle", "SGD, one-cycle to the finder LR with cycled momentum",
              schedule="one_cycle(max_lr={lr}, total_steps={total_steps})",
              momentum="one_cycle_momentum(total_steps={total_steps})"),
+    Strategy("tuned-cosine", "SGD, cosine decay to 0 from the LR tune_lr picks with one run's worth of short runs",
+             lr="tuned", tune_budget=1.0, schedule="cosine(lr={lr}, decay_steps={total_steps})"),
     Strategy("plateau", "SGD, finder LR, x0.1 when validation loss stalls 2 epochs",
              plateau={"factor": 0.1, "patience": 2}),
     Strategy("lipschitz", "SGD, LR = 1/L recomputed each epoch (Yedida & Saha 2019)",

@@ -23,11 +23,13 @@ from torch import nn
 import lrkit
 from lrkit.experiments.results import RunResult, run_key
 from lrkit.experiments.strategies import Strategy
+from lrkit.experiments.tune_on_task import task_metric
 from lrkit.schedules import Schedule, constant, schedule_kind
 from lrkit.tasks import Task, get_task
 from lrkit.torch import LipschitzLR, PlateauFactor, ScheduledLR, find_lr
 from lrkit.torch.evaluation import evaluate, evaluation_point
 from lrkit.torch.optimizers import make_optimizer
+from lrkit.tuning import tune_lr
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +98,7 @@ def train_trial(trial: Trial) -> RunResult:
     started = time.perf_counter()  # the strategy's cost: LR range test (if any) + training
     steps_per_epoch = len(train_loader)
     total_steps = steps_per_epoch * trial.epochs
-    optimizer = strategy_optimizer(strategy, model, _initial_lr(task, strategy, model, train_loader, total_steps),
+    optimizer = strategy_optimizer(strategy, model, _initial_lr(trial, task, model, train_loader, val_loader),
                                    total_steps)
     base_lr = optimizer.param_groups[0]["lr"]
     criterion = task.criterion()
@@ -139,13 +141,37 @@ def train_trial(trial: Trial) -> RunResult:
     return result
 
 
-def _initial_lr(task: Task, strategy: Strategy, model: nn.Module, train_loader, total_steps: int) -> float | None:
-    """The strategy's LR (the finder's suggestion or its number, times `lr_factor`); None keeps the
-    optimizer's default (``lr="default"``)."""
+def _initial_lr(trial: Trial, task: Task, model: nn.Module, train_loader, val_loader) -> float | None:
+    """The strategy's LR (the finder's suggestion, tune_lr's choice or its number, times
+    `lr_factor`); None keeps the optimizer's default (``lr="default"``)."""
+    strategy, total_steps = trial.strategy, len(train_loader) * trial.epochs
     if strategy.lr == "default":
         return None
-    lr = finder_lr(task, strategy, model, train_loader, total_steps) if strategy.lr == "finder" else float(strategy.lr)
+    if strategy.lr == "finder":
+        lr = finder_lr(task, strategy, model, train_loader, total_steps)
+    elif strategy.lr == "tuned":
+        lr = tuned_lr(trial, task, train_loader, val_loader)
+    else:
+        lr = float(strategy.lr)
     return lr * strategy.lr_factor
+
+
+def tuned_lr(trial: Trial, task: Task, train_loader, val_loader) -> float:
+    """`lrkit.tune_lr`'s LR for the trial's whole run: the strategy's optimizer and schedule, the
+    task's metric, `tune_budget` runs of compute; the model, loaders and RNGs are left as found."""
+    strategy, total_steps = trial.strategy, len(train_loader) * trial.epochs
+    criterion = task.criterion()
+
+    def optimizer(params, lr: float) -> torch.optim.Optimizer:
+        return make_optimizer(strategy.optimizer, params, lr, **strategy.optimizer_settings(total_steps))
+
+    result = tune_lr(task.build_model, optimizer, criterion, train_loader, val_loader, epochs=trial.epochs,
+                     schedule=strategy.schedule or "constant", budget=float(strategy.tune_budget or 1.0),
+                     metric=task_metric(task, criterion), higher_is_better=task.higher_is_better, seed=trial.seed,
+                     progress=False)
+    logger.info("%s seed %d: tune_lr chose %.3g at %.2f runs of compute", strategy.name, trial.seed, result.lr,
+                result.cost)
+    return result.lr
 
 
 def _scheduler(strategy: Strategy, model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from torch import nn
@@ -26,12 +27,16 @@ def tune_lr_on_task(task: str | Task, optimizer: str = "sgd", *, schedule: str =
     choice("tune_lr_on_task", "optimizer", optimizer, OPTIMIZERS)
     train_loader, val_loader = task.loaders(seed, batch_size)
     criterion = task.criterion()
-
-    def task_metric(model: nn.Module, loader: Any) -> float:
-        return evaluate(model, loader, criterion, task.metric)[1]
-
-    task_metric.__name__ = task.metric_name
     return tune_lr(task.build_model, lambda params, lr: make_optimizer(optimizer, params, lr), criterion,
                    train_loader, val_loader, epochs=epochs or task.epochs, schedule=schedule, budget=budget,
-                   metric=task_metric, higher_is_better=task.higher_is_better, seed=seed, progress=progress,
-                   **options)
+                   metric=task_metric(task, criterion), higher_is_better=task.higher_is_better, seed=seed,
+                   progress=progress, **options)
+
+
+def task_metric(task: Task, criterion: nn.Module) -> Callable[[nn.Module, Any], float]:
+    """`tune_lr`'s metric for `task`: the task's metric over a validation loader (named after it)."""
+    def metric(model: nn.Module, loader: Any) -> float:
+        return evaluate(model, loader, criterion, task.metric)[1]
+
+    metric.__name__ = task.metric_name
+    return metric
