@@ -31,12 +31,13 @@ import signal
 import threading
 import traceback
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import ForkServerContext
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -123,14 +124,16 @@ def run_sweep(trials: list[Trial], db: str | Path, *, workers: int | None = None
         if report.skipped:
             logger.info("%d of %d trials already stored in %s; running the other %d",
                         report.skipped, len(trials), db, len(todo))
+        signals = _Signals()
         if backend == "ray":
             outcomes = _run_ray(todo, workers, address)
         elif workers == 1 or len(todo) <= 1:
             outcomes = _run_here(todo)
         else:
-            outcomes = _run_processes(todo, workers)
+            outcomes = _run_processes(todo, workers, signals)
+            signals.deferred = True
         try:
-            with _sigterm_as_interrupt(), contextlib.closing(outcomes), \
+            with signals, contextlib.closing(outcomes), \
                     progress_bar("training", len(todo), enabled=progress, transient=False) as bar:
                 for trial, outcome in outcomes:
                     if isinstance(outcome, str):
@@ -153,21 +156,49 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the main thread is, as Ctrl-C raises KeyboardInterrupt."""
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise _Terminated()
+class _Signals:
+    """Ctrl-C (SIGINT) and SIGTERM during a sweep.
 
+    Training in this process (one worker), they raise where the main thread is (SIGTERM as
+    `_Terminated`), so training stops at once. With worker processes (``deferred``), they are only
+    noted, and a byte on `wake` makes the sweep's wait return: the sweep raises them there, never
+    in the middle of starting a worker or writing a run to the store. Only the main thread can set
+    handlers; elsewhere the defaults stay.
+    """
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM stops the sweep as Ctrl-C does (only the main thread can set handlers)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+    def __init__(self) -> None:
+        self.deferred = False
+        self.caught: list[int] = []
+        self.wake, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            handler = self._note if self.deferred else self._raise
+            for number in (signal.SIGINT, signal.SIGTERM) if self.deferred else (signal.SIGTERM,):
+                self._previous[number] = signal.signal(number, handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, previous in self._previous.items():
+            signal.signal(number, previous if previous is not None else signal.SIG_DFL)
+        os.close(self.wake)
+        os.close(self._write)
+
+    def _note(self, number: int, frame: object) -> None:
+        self.caught.append(number)
+        with contextlib.suppress(OSError):  # the pipe is full: a wake-up is pending already
+            os.write(self._write, b"\0")
+
+    @staticmethod
+    def _raise(number: int, frame: object) -> None:
+        raise _Terminated() if number == signal.SIGTERM else KeyboardInterrupt()
+
+    def raise_caught(self) -> None:
+        """Raise the first signal noted (called where the sweep waits)."""
+        if self.caught:
+            raise _Terminated() if self.caught[0] == signal.SIGTERM else KeyboardInterrupt()
 
 
 #: A trial and its run, or the error's text.
@@ -193,8 +224,9 @@ def _run_here(trials: list[Trial]) -> Outcomes:
         yield _attempt(trial)
 
 
-def _run_processes(trials: list[Trial], workers: int) -> Outcomes:
-    """The trials' outcomes, in the order they finish, from `workers` worker processes.
+def _run_processes(trials: list[Trial], workers: int, signals: _Signals) -> Outcomes:
+    """The trials' outcomes, in the order they finish, from `workers` worker processes; a signal
+    noted by `signals` is raised while waiting for them.
 
     forkserver: workers fork from a clean server that has imported torch and lrkit once (fast
     start), never from this process, which may already run torch threads.
@@ -216,7 +248,10 @@ def _run_processes(trials: list[Trial], workers: int) -> Outcomes:
             busy = [worker for worker in slots if worker is not None and worker.trial is not None]
             if not busy:
                 return
-            ready = set(wait([handle for worker in busy for handle in (worker.conn, worker.process.sentinel)]))
+            signals.raise_caught()
+            ready = set(wait([signals.wake, *(handle for worker in busy for handle in (worker.conn,
+                                                                                       worker.process.sentinel))]))
+            signals.raise_caught()
             for worker in busy:
                 if worker.conn in ready or worker.process.sentinel in ready:
                     yield worker.take()
