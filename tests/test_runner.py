@@ -182,3 +182,16 @@ def test_bad_sweep_arguments_are_refused(tmp_path):
         run_sweep([], tmp_path / "r.sqlite", backend="spark")
     with pytest.raises(ValueError, match="seed"):
         plan("diabetes-mlp", FAST, seeds=[], epochs=1, batch_size=1)
+
+
+def test_the_workers_forkserver_can_start_before_the_sweep_and_the_sweep_uses_it(tmp_path):
+    from multiprocessing import forkserver
+
+    from lrkit.experiments.workers import start_workers_early
+
+    start_workers_early()
+    server = forkserver._forkserver._forkserver_pid
+    assert server is not None and os.path.exists(f"/proc/{server}")
+    trials = plan("diabetes-mlp", [Strategy("early", "test", lr=0.01)], seeds=2, epochs=1, batch_size=32)
+    report = run_sweep(trials, tmp_path / "r.sqlite", workers=2, progress=False)
+    assert len(report.trained) == 2 and forkserver._forkserver._forkserver_pid == server

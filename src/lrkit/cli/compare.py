@@ -75,6 +75,11 @@ def compare(
 
     Example:  lrkit compare --task mnist1d-cnn --strategies cosine,one-cycle,adam --seeds 3 --report r.html
     """
+    from lrkit.experiments.workers import start_workers_early
+
+    if backend == "process" and workers != 1 and not list_choices:
+        start_workers_early()  # the workers' imports overlap this process's own (about 3 s)
+
     from lrkit.cli.output import HTML_SUFFIXES, output_file
     from lrkit.experiments.runner import SweepInterrupted, plan, run_sweep
     from lrkit.experiments.store import StoreError

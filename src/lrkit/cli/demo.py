@@ -34,6 +34,11 @@ def demo(
     Examples:  lrkit demo --quick -o /tmp/case-study
                lrkit demo --task charlm-transformer --quick
     """
+    from lrkit.experiments.workers import start_workers_early
+
+    if workers != 1:
+        start_workers_early()  # the workers' imports overlap this process's own (about 3 s)
+
     from lrkit.casestudy import case_study_for, run_case_study
     from lrkit.cli.ranking import print_ranking
     from lrkit.experiments.runner import SweepInterrupted

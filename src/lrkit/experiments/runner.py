@@ -33,7 +33,6 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import ForkServerContext
 from pathlib import Path
@@ -45,15 +44,12 @@ from lrkit.experiments.results import RunResult
 from lrkit.experiments.store import ResultsStore
 from lrkit.experiments.strategies import Strategy
 from lrkit.experiments.training import Trial, train_trial
+from lrkit.experiments.workers import worker_context
 from lrkit.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("process", "ray")
-#: What the forkserver imports once, before forking workers, so that no worker pays for it at its
-#: first trial: this module (torch, lrkit), torch's compiler stack (the first optimizer imports it)
-#: and scikit-learn's splitting (every task's train/validation split). A missing one is skipped.
-WORKER_PRELOAD = (__name__, "torch._dynamo", "sklearn.model_selection")
 
 
 @dataclass
@@ -231,8 +227,7 @@ def _run_processes(trials: list[Trial], workers: int, signals: _Signals) -> Outc
     forkserver: workers fork from a clean server that has imported torch and lrkit once (fast
     start), never from this process, which may already run torch threads.
     """
-    context = get_context("forkserver")
-    context.set_forkserver_preload(list(WORKER_PRELOAD))
+    context = worker_context()
     waiting = deque(trials)
     lifeline, keep_alive = context.Pipe(duplex=False)  # only this process holds `keep_alive`
     slots: list[_Worker | None] = [None] * min(workers, len(trials))
