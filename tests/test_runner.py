@@ -195,3 +195,20 @@ def test_the_workers_forkserver_can_start_before_the_sweep_and_the_sweep_uses_it
     trials = plan("diabetes-mlp", [Strategy("early", "test", lr=0.01)], seeds=2, epochs=1, batch_size=32)
     report = run_sweep(trials, tmp_path / "r.sqlite", workers=2, progress=False)
     assert len(report.trained) == 2 and forkserver._forkserver._forkserver_pid == server
+
+
+def test_a_tasks_version_is_part_of_its_run_keys_from_version_2_on():
+    import dataclasses
+
+    from lrkit.experiments.results import run_key
+    from lrkit.tasks import available_tasks, get_task, register_task
+
+    strategy = Strategy("v", "test", lr=0.01)
+    for version in (1, 2):
+        name = f"diabetes-mlp-version-{version}-test"
+        if name not in available_tasks():
+            register_task(dataclasses.replace(get_task("diabetes-mlp"), name=name, version=version))
+    one, two = (Trial(f"diabetes-mlp-version-{v}-test", strategy, 0, 1, 32).key for v in (1, 2))
+    assert one == run_key("diabetes-mlp-version-1-test", strategy.identity(), 0, 1, 32)  # as before versions
+    assert two != run_key("diabetes-mlp-version-2-test", strategy.identity(), 0, 1, 32)
+    assert two == run_key("diabetes-mlp-version-2-test", strategy.identity(), 0, 1, 32, task_version=2)

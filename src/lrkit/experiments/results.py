@@ -9,11 +9,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def run_key(task: str, strategy: dict[str, Any], seed: int, epochs: int, batch_size: int) -> str:
+def run_key(task: str, strategy: dict[str, Any], seed: int, epochs: int, batch_size: int,
+            task_version: int = 1) -> str:
     """Stable identity of a trial: the same command asks for the same keys, so a re-run
-    can skip what the store already holds."""
-    payload = json.dumps({"task": task, "strategy": strategy, "seed": seed, "epochs": epochs,
-                          "batch_size": batch_size}, sort_keys=True)
+    can skip what the store already holds. A task's `version` above 1 (its data or model
+    changed) is part of it; version 1 leaves the keys as they were before versions existed."""
+    fields: dict[str, Any] = {"task": task, "strategy": strategy, "seed": seed, "epochs": epochs,
+                              "batch_size": batch_size}
+    if task_version != 1:
+        fields["task_version"] = task_version
+    payload = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 

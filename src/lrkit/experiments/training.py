@@ -49,7 +49,8 @@ class Trial:
 
     @property
     def key(self) -> str:
-        return run_key(self.task, self.strategy.identity(), self.seed, self.epochs, self.batch_size)
+        return run_key(self.task, self.strategy.identity(), self.seed, self.epochs, self.batch_size,
+                       get_task(self.task).version)
 
 
 def environment() -> dict[str, object]:

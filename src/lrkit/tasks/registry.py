@@ -32,6 +32,8 @@ class Task:
     `load_data(seed)` returns the splits, deterministic in `seed`;
     `metric(outputs, targets)` scores a whole validation pass (higher is better
     unless `higher_is_better` is False).
+    `version`: raise it when the task's data, model, loss or metric change, so that runs stored
+    before are not mistaken for runs of the task as it is now (it is part of every run key).
     `family` names the strategies that fit the task (``"sgd"``: the SGD+momentum families of
     the CNN/MLP tasks; ``"transformer"``: AdamW with warmup schedules); `lrkit compare` and
     `lrkit demo` run that family's strategies by default.
@@ -48,6 +50,7 @@ class Task:
     batch_size: int = 64
     epochs: int = 10
     family: str = "sgd"
+    version: int = 1
 
     def loaders(self, seed: int = 0, batch_size: int | None = None) -> tuple[DataLoader, DataLoader]:
         """Train loader (shuffled by a generator seeded with `seed`) and validation loader."""
