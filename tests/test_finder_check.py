@@ -220,8 +220,11 @@ def test_check_result_json_round_trip():
     assert CheckResult.from_dict(data) == check
 
 
-def test_schedule_picks_the_rule_of_find_lr_and_find_group_lrs():
+def test_schedule_picks_the_rule_of_find_lr_and_find_group_lrs(monkeypatch):
+    from lrkit import suggest
     from lrkit.schedules import cosine, one_cycle
+
+    monkeypatch.setitem(suggest.SCHEDULE_RULES, "constant", "minimum")  # kinds reading different rules
 
     model, optimizer, loader = two_group_setup()
     runs = {"constant": "minimum", "decaying": "consensus", "cosine(lr=0.1, decay_steps=500)": "consensus",

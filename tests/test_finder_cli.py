@@ -46,7 +46,10 @@ def test_find_rejects_unknown_task_and_optimizer():
     assert result.exit_code == 2 and f"optimizer must be one of {names}, got 'lion'" in flat
 
 
-def test_find_for_a_schedule_and_without_the_check():
+def test_find_for_a_schedule_and_without_the_check(monkeypatch):
+    from lrkit import suggest
+
+    monkeypatch.setitem(suggest.SCHEDULE_RULES, "constant", "minimum")  # kinds reading different rules
     result = CliRunner().invoke(app, ["find", "--num-iter", "40", "--for", "constant", "--check", "none", "--json",
                                       "--no-progress"])
     assert result.exit_code == 0, result.output

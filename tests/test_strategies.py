@@ -129,8 +129,8 @@ def test_the_baseline_flag_is_stored_but_keeps_the_run_key():
     plain = Strategy("c", "constant", lr=0.1)
     flagged = Strategy("c", "constant", lr=0.1, baseline=True)
     assert plain.config() != flagged.config() and plain.identity() == flagged.identity()
-    assert Trial("t", plain, 0, 2, 32).key == Trial("t", flagged, 0, 2, 32).key
-    assert Trial("t", plain, 0, 2, 32).key != Trial("t", Strategy("c", "constant", lr=0.2), 0, 2, 32).key
+    assert Trial("digits-mlp", plain, 0, 2, 32).key == Trial("digits-mlp", flagged, 0, 2, 32).key
+    assert Trial("digits-mlp", plain, 0, 2, 32).key != Trial("digits-mlp", Strategy("c", "constant", lr=0.2), 0, 2, 32).key
 
 
 def test_select_strategies_by_name_and_custom_templates():
@@ -153,7 +153,10 @@ def _finder_rule(strategy, total_steps: int = 1000, steps_per_epoch: int = 100) 
     return SCHEDULE_RULES[schedule_kind(_shape(strategy, total_steps, steps_per_epoch), total_steps).kind]
 
 
-def test_constant_lr_strategies_read_the_minimum_rule_decaying_ones_the_consensus():
+def test_constant_lr_strategies_ask_for_the_constant_rule_decaying_ones_for_the_decaying_one(monkeypatch):
+    from lrkit import suggest
+
+    monkeypatch.setitem(suggest.SCHEDULE_RULES, "constant", "minimum")  # kinds reading different rules
     strategies = default_strategies()
     for name in ("constant-too-small", "constant-too-large", "constant-finder", "plateau", "lipschitz"):
         assert strategies[name].finder_method is None and _finder_rule(strategies[name]) == "minimum"
@@ -248,7 +251,10 @@ def test_families_and_names():
         strategies_for("rnn")
 
 
-def test_the_transformer_family_is_adamw_from_the_finder_with_the_sgd_rules():
+def test_the_transformer_family_is_adamw_from_the_finder_with_the_sgd_rules(monkeypatch):
+    from lrkit import suggest
+
+    monkeypatch.setitem(suggest.SCHEDULE_RULES, "constant", "minimum")  # kinds reading different rules
     for strategy in TRANSFORMER_STRATEGIES[:6]:
         assert strategy.optimizer == "adamw" and strategy.lr == "finder"
         assert strategy.optimizer_kwargs == {"weight_decay": TRANSFORMER_WEIGHT_DECAY}
