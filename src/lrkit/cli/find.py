@@ -26,9 +26,9 @@ def find(
     seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1,
                              help="Seed of the model initialisation and batch order (0 to 4294967295)."),
     use_val: bool = typer.Option(False, "--val", help="Record the validation loss after each step (slower)."),
-    schedule: str | None = typer.Option(None, "--for", help="What the LR is for, which picks the rule: constant "
-                                        "(minimum), decaying (consensus) or a schedule spec such as "
-                                        "'cosine(lr=0.1, decay_steps=1000)'. Default: consensus."),
+    schedule: str | None = typer.Option(None, "--for", help="What the LR is for, which picks the rule "
+                                        "(lrkit.suggest.SCHEDULE_RULES): constant, decaying or a schedule spec "
+                                        "such as 'cosine(lr=0.1, decay_steps=1000)'. Default: consensus."),
     check: str = typer.Option("hold", "--check", help="hold: train the suggestion a few dozen updates and back "
                               "it off until it holds; none: no check."),
     plot: Path | None = typer.Option(None, "--plot", help="Write the loss curve with the suggestions marked (PNG)."),
