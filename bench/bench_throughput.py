@@ -9,7 +9,8 @@ then the loaders with the task's seeded generator), so both see the same initial
 should end at the same accuracy (checked and printed). One CPU thread, interleaved (the order alternates every
 repeat), best of `--repeats`.
 
-* runner: `run_sweep` with one trial (in-process, `workers=1`) into a fresh SQLite store, the progress bar on:
+* runner: `run_sweep` with one trial (in-process, `workers=1`) into a fresh SQLite store, the progress bar on
+  (and, as a third side, off):
   `train_trial` (step and epoch records, `ScheduledLR`, the evaluation point, the per-step finiteness check),
   the store's transaction and the bar. The strategy has a fixed LR (`--lr`, SGD momentum 0.9, constant
   `ScheduledLR`) so no LR range test runs; the range test's cost is timed separately below.
@@ -70,10 +71,10 @@ def register(train: int, epochs: int) -> None:
                           description=f"fashion-cnn on a fixed {train} / {VAL} subset"))
 
 
-def runner(strategy: Strategy, epochs: int, folder: Path, tag: str) -> dict:
+def runner(strategy: Strategy, epochs: int, folder: Path, tag: str, progress: bool = True) -> dict:
     trial = Trial(TASK, strategy, SEED, epochs, BATCH)
     wall, cpu = time.perf_counter(), time.process_time()
-    report = run_sweep([trial], folder / f"throughput-{tag}.sqlite", workers=1, progress=True)
+    report = run_sweep([trial], folder / f"throughput-{tag}-{progress}.sqlite", workers=1, progress=progress)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert len(report.trained) == 1 and not report.failed, report.failed
     result = report.trained[0]
@@ -140,14 +141,14 @@ def main() -> None:
     print(f"bench_throughput {date.today()}, {platform.machine()}, Python {platform.python_version()}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} thread; {args.train} images x {args.epochs} epochs, "
           f"validation {VAL} images, batch {BATCH}, best of {args.repeats}, interleaved", flush=True)
-    times: dict[str, list[dict]] = {"plain": [], "runner": []}
+    times: dict[str, list[dict]] = {"plain": [], "runner": [], "runner, no bar": []}
     with tempfile.TemporaryDirectory() as folder:
         plain(args.lr, 1)  # warm-up: first-call costs (allocator, kernels) outside the timings
         for repeat in range(args.repeats):
-            order = ("plain", "runner") if repeat % 2 == 0 else ("runner", "plain")
+            order = list(times) if repeat % 2 == 0 else list(reversed(times))
             for side in order:
                 times[side].append(plain(args.lr, args.epochs) if side == "plain"
-                                   else runner(strategy, args.epochs, Path(folder), str(repeat)))
+                                   else runner(strategy, args.epochs, Path(folder), str(repeat), side == "runner"))
                 print(f"  repeat {repeat} {side:6s}: wall {times[side][-1]['wall']:.2f} s, cpu "
                       f"{times[side][-1]['cpu']:.2f} s, final accuracy {times[side][-1]['metric']:.4f}",
                       file=sys.stderr, flush=True)
@@ -156,14 +157,15 @@ def main() -> None:
     epoch_best = {side: min(min(t["epochs"]) for t in runs) for side, runs in times.items()}
     epoch_sum = {side: min(sum(t["epochs"]) for t in runs) for side, runs in times.items()}
     same = {round(t["metric"], 6) for runs in times.values() for t in runs}
-    print("\n| measure | plain s | runner s | overhead |\n|---|---:|---:|---:|")
-    for clock in ("wall", "cpu"):
-        p, r = best["plain"][clock] / args.epochs, best["runner"][clock] / args.epochs
-        print(f"| whole call per epoch, {clock} (best of {args.repeats}) | {p:.3f} | {r:.3f} | {r / p - 1:+.1%} |")
-    p, r = epoch_sum["plain"] / args.epochs, epoch_sum["runner"] / args.epochs
-    print(f"| epoch loop only (train + evaluation), mean of the best repeat | {p:.3f} | {r:.3f} | {r / p - 1:+.1%} |")
-    p, r = epoch_best["plain"], epoch_best["runner"]
-    print(f"| fastest single epoch | {p:.3f} | {r:.3f} | {r / p - 1:+.1%} |")
+    for side in ("runner", "runner, no bar"):
+        print(f"\n| measure | plain s | {side} s | overhead |\n|---|---:|---:|---:|")
+        for clock in ("wall", "cpu"):
+            p, r = best["plain"][clock] / args.epochs, best[side][clock] / args.epochs
+            print(f"| whole call per epoch, {clock} (best of {args.repeats}) | {p:.3f} | {r:.3f} | {r / p - 1:+.1%} |")
+        p, r = epoch_sum["plain"] / args.epochs, epoch_sum[side] / args.epochs
+        print(f"| epoch loop only (train + evaluation), best repeat | {p:.3f} | {r:.3f} | {r / p - 1:+.1%} |")
+        p, r = epoch_best["plain"], epoch_best[side]
+        print(f"| fastest single epoch | {p:.3f} | {r:.3f} | {r / p - 1:+.1%} |")
     print(f"\nFinal accuracies of every run: {sorted(same)} ({'identical' if len(same) == 1 else 'NOT identical'}).")
     print(f"One LR range test (constant-finder: 100 iterations + hold check) on the same data: {finder_s:.2f} s "
           f"= {finder_s / (best['plain']['wall'] / args.epochs):.2f} plain epochs; not in the numbers above.")

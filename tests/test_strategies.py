@@ -130,7 +130,8 @@ def test_the_baseline_flag_is_stored_but_keeps_the_run_key():
     flagged = Strategy("c", "constant", lr=0.1, baseline=True)
     assert plain.config() != flagged.config() and plain.identity() == flagged.identity()
     assert Trial("digits-mlp", plain, 0, 2, 32).key == Trial("digits-mlp", flagged, 0, 2, 32).key
-    assert Trial("digits-mlp", plain, 0, 2, 32).key != Trial("digits-mlp", Strategy("c", "constant", lr=0.2), 0, 2, 32).key
+    other = Strategy("c", "constant", lr=0.2)
+    assert Trial("digits-mlp", plain, 0, 2, 32).key != Trial("digits-mlp", other, 0, 2, 32).key
 
 
 def test_select_strategies_by_name_and_custom_templates():
