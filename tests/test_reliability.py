@@ -433,3 +433,21 @@ def test_a_ray_backend_that_cannot_start_is_one_line(tmp_path, monkeypatch, fail
     trials = plan("diabetes-mlp", [SHORT], seeds=2, epochs=1, batch_size=32)
     with pytest.raises(runner.BackendError, match=message):
         run_sweep(trials, tmp_path / "r.sqlite", workers=2, backend="ray", address="ray://nowhere:1", progress=False)
+
+
+def test_a_sweep_whose_every_trial_fails_lists_the_failures_without_a_traceback(tmp_path):
+    import dataclasses
+
+    from lrkit.tasks import available_tasks, get_task, register_task
+
+    def broken_model():
+        raise RuntimeError("this model cannot be built")
+
+    if "broken-model-test" not in available_tasks():
+        register_task(dataclasses.replace(get_task("diabetes-mlp"), name="broken-model-test", build_model=broken_model))
+    result = _cli("compare", "--task", "broken-model-test", "-s", "adam", "--seeds", "2", "--epochs", "1",
+                  "--db", str(tmp_path / "r.sqlite"), "-w", "1", "-q")
+    assert result.exit_code == 1, result.output
+    assert "trained 0 run(s), 0 already stored, 2 failed" in result.output
+    assert result.output.count("RuntimeError: this model cannot be built") == 2
+    assert isinstance(result.exception, SystemExit)  # typer.Exit(1), not a crash of the summary

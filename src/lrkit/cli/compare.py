@@ -112,7 +112,8 @@ def compare(
         raise typer.BadParameter(str(err)) from None
     console.print(f"trained {len(sweep.trained)} run(s), {sweep.skipped} already stored, "
                   f"{len(sweep.failed)} failed -> {db}")
-    _print_summary(console, db, task, report, epochs, batch_size)
+    if sweep.trained or sweep.skipped:
+        _print_summary(console, db, task, report, epochs, batch_size)
     if sweep.failed:
         for trial, error in sweep.failed:
             console.print(f"[red]failed:[/red] {escape(trial.strategy.name)} seed {trial.seed}: "
