@@ -97,13 +97,14 @@ LIPSCHITZ_CAPS = (1.0, 10.0)
 
 
 # -- the budget tasks -------------------------------------------------------------------------
-def _fashion_subset(seed: int) -> TaskData:
-    """A fixed stratified 12 000 / 2 000 subset of the official split (independent of `seed`)."""
-    data = load_fashion(seed)
+def fashion_subset(train_size: int, val_size: int) -> TaskData:
+    """A fixed stratified `train_size` / `val_size` subset of Fashion-MNIST's official split (the
+    same for every seed); also bench_throughput.py's data."""
+    data = load_fashion(0)
     x, y = data.train.tensors
     x_val, y_val = data.val.tensors
-    _, train = stratified_split(y.numpy(), FASHION_TRAIN / len(y))
-    _, val = stratified_split(y_val.numpy(), FASHION_VAL / len(y_val))
+    _, train = stratified_split(y.numpy(), train_size / len(y))
+    _, val = stratified_split(y_val.numpy(), val_size / len(y_val))
     train, val = torch.from_numpy(np.sort(train)), torch.from_numpy(np.sort(val))
     return TaskData(TensorDataset(x[train], y[train]), TensorDataset(x_val[val], y_val[val]))
 
@@ -112,9 +113,9 @@ _SUBSETS: dict[int, TaskData] = {}
 
 
 def load_fashion_subset(seed: int) -> TaskData:
-    """`_fashion_subset`, built once per process."""
+    """`fashion_subset` at the study's sizes, built once per process (`seed` only names the run)."""
     if not _SUBSETS:
-        _SUBSETS[0] = _fashion_subset(seed)
+        _SUBSETS[0] = fashion_subset(FASHION_TRAIN, FASHION_VAL)
     return _SUBSETS[0]
 
 

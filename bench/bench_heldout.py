@@ -68,6 +68,9 @@ import torch_lr_finder.lr_finder as tlf  # noqa: E402  (bench-only dependency)
 
 tlf.tqdm = lambda iterable, *args, **kwargs: iterable  # progress bars off
 
+from bench_finder import fresh  # noqa: E402  (the same fresh model, optimizer and loader)
+from bench_finder import wall_times as finder_wall_times  # noqa: E402  (interleaved, best of n, check off)
+
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine")
 KIND = {"constant": "constant", "cosine": "decaying"}  # the schedule kind `find_lr(schedule=...)` takes
@@ -128,13 +131,6 @@ def tasks(quick: bool = False) -> dict[str, Task]:
               replace(get_task("diabetes-mlp"), epochs=10 if quick else 40),
               replace(get_task("mnist-cnn"), name="mnist-mlp3", build_model=mlp3, epochs=1 if quick else 4)]
     return {task.name: task for task in chosen}
-
-
-def fresh(task: Task, optimizer: str, seed: int):
-    torch.manual_seed(seed)
-    model = task.build_model()
-    train, _ = task.loaders(seed)
-    return model, make_optimizer(optimizer, model.parameters(), lr=1e-7), train
 
 
 def run_steps(task: Task) -> int:
@@ -313,32 +309,6 @@ def measure(task: Task, optimizer: str, schedule: str, seed: int, found: dict, g
             "best": best, "best_lr": float(grid[grid_metrics.index(best)]), "lrs": lrs, "metrics": metrics,
             "scores": {name: score(m, best, task.higher_is_better) for name, m in metrics.items()},
             "costs": costs, "seconds": seconds}
-
-
-# -- wall time ------------------------------------------------------------------------------------
-def wall_times(task: Task, optimizer: str, rounds: int = 5) -> dict:
-    """Seconds per 100-iteration range test (best of `rounds`, interleaved), lrkit with check='none'."""
-    def ours():
-        model, opt, train = fresh(task, optimizer, 0)
-        start = time.perf_counter()
-        find_lr(model, opt, task.criterion(), train, end_lr=0.1, num_iter=NUM_ITER, smooth=0.0,
-                diverge_factor=1e12, check="none", progress=False)
-        return time.perf_counter() - start
-
-    def theirs():
-        model, opt, train = fresh(task, optimizer, 0)
-        start = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):
-            finder = tlf.LRFinder(model, opt, task.criterion())
-            finder.range_test(train, start_lr=1e-7, end_lr=0.1, num_iter=NUM_ITER, smooth_f=0.0, diverge_th=1e12)
-            finder.reset()
-        return time.perf_counter() - start
-
-    best = {"lrkit": math.inf, "torch-lr-finder": math.inf}
-    for _ in range(rounds):
-        best["lrkit"] = min(best["lrkit"], ours())
-        best["torch-lr-finder"] = min(best["torch-lr-finder"], theirs())
-    return {"task": task.name, "optimizer": optimizer, **best}
 
 
 # -- summaries -------------------------------------------------------------------------------------
@@ -532,7 +502,8 @@ def main() -> None:
     for name in names:
         for optimizer in OPTIMIZERS:
             if (name, optimizer) not in timed:
-                state["timings"].append(wall_times(known[name], optimizer, rounds=2 if args.quick else 5))
+                timing = finder_wall_times(known[name], optimizer, rounds=2 if args.quick else 5)
+                state["timings"].append({"task": name, "optimizer": optimizer, **timing})
                 save(args.json, state)
     print(f"wall times measured ({time.perf_counter() - began:.0f} s)", flush=True)
     for k, (seed, name, optimizer, schedule) in enumerate(todo):

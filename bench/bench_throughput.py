@@ -37,14 +37,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import TensorDataset
 
+from bench_claims import fashion_subset  # the claims' subset, at this script's sizes
 from lrkit.experiments.runner import run_sweep
 from lrkit.experiments.strategies import Strategy, default_strategies
 from lrkit.experiments.training import Trial, finder_lr
 from lrkit.tasks import TaskData, get_task, register_task
-from lrkit.tasks.fashion import load_fashion
-from lrkit.tasks.splits import stratified_split
 
 TASK = "fashion-cnn-throughput"
 VAL = 2_000
@@ -58,13 +56,7 @@ def register(train: int, epochs: int) -> None:
 
     def load(seed: int) -> TaskData:
         if not cache:
-            data = load_fashion(seed)
-            x, y = data.train.tensors
-            x_val, y_val = data.val.tensors
-            _, keep = stratified_split(y.numpy(), train / len(y))
-            _, val = stratified_split(y_val.numpy(), VAL / len(y_val))
-            keep, val = torch.from_numpy(np.sort(keep)), torch.from_numpy(np.sort(val))
-            cache[0] = TaskData(TensorDataset(x[keep], y[keep]), TensorDataset(x_val[val], y_val[val]))
+            cache[0] = fashion_subset(train, VAL)
         return cache[0]
 
     register_task(replace(get_task("fashion-cnn"), name=TASK, load_data=load, epochs=epochs,
