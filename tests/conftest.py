@@ -72,6 +72,18 @@ SCHEDULE_EXAMPLES: dict[str, S.Schedule] = {
     "in_epochs": S.in_epochs(S.step(0.1, 3, 0.5), 37),
     "from_function": S.from_function("tests.half_every_10", lr=0.2),
     "clip": _composition(),
+    "cosine_wave": S.cosine_wave(0.1, 300, cycles=1.5, alpha=0.05),
+    "shift": S.shift(S.inverse_sqrt(0.1, 50), 49),
+    "warmup_1sqrt": S.warmup(S.constant(0.1), 50, start_lr=0.01, mode="1-sqrt"),
+    "timm_cosine": S.timm_cosine(0.1, 100, lr_min=0.001, cycle_mul=2.0, cycle_decay=0.5, cycle_limit=3, k_decay=1.5),
+    "timm_tanh": S.timm_tanh(0.1, 100, lr_min=0.001, cycle_mul=1.5, cycle_decay=0.7, cycle_limit=4),
+    "timm_poly": S.timm_poly(0.1, 100, power=2.0, lr_min=0.001, cycle_decay=0.5, cycle_limit=3, k_decay=0.5),
+    "from_hf_cosine_warmup_with_min_lr": S.from_hf("cosine_warmup_with_min_lr", 0.1, 20, 500, min_lr=1e-3),
+    "from_hf_wsd": S.from_hf("warmup_stable_decay", 0.1, 20, 500, num_decay_steps=100, min_lr_ratio=0.1,
+                             warmup_type="1-sqrt", decay_type="1-sqrt"),
+    "from_timm_cosine": S.from_timm("cosine", 0.1, num_epochs=300, warmup_epochs=20, min_lr=1e-4, cycle_limit=2,
+                                    cycle_decay=0.5),
+    "from_timm_multistep": S.from_timm("multistep", 0.1, decay_milestones=[100, 200], warmup_epochs=10),
 }
 
 

@@ -2,7 +2,8 @@
 
 Each expected number is written as the arithmetic of the reference formula (Keras
 `keras.optimizers.schedules.*`, `tf.compat.v1.train.*`, the ULMFiT and Transformer papers,
-`transformers.get_wsd_schedule`), never by calling the code under test. Values sit on both
+`transformers.get_wsd_schedule` and `get_cosine_schedule_with_warmup`, timm's cosine, tanh and
+poly schedulers), never by calling the code under test. Values sit on both
 sides of every boundary: staircase steps, milestones, piecewise boundaries, join points,
 warmup ends, CLR cycle ends, one-cycle phase ends, SGDR restarts and WSD phases.
 """
@@ -59,6 +60,13 @@ WARM = S.warmup(S.cosine(0.1, 100), 10)
 WARM_EXP = S.warmup(S.constant(0.1), 10, start_lr=1e-4, mode="exponential")
 WARM_COS = S.warmup(S.constant(0.1), 10, start_lr=0.02, mode="cosine")
 EPOCHS = S.in_epochs(S.step(0.1, 3, 0.5), 37.5)
+WAVE = S.cosine_wave(0.1, 100, alpha=0.1)
+WAVE3 = S.cosine_wave(0.1, 300, cycles=1.5)
+SHIFT = S.shift(S.step(1.0, 10, 0.5), 3)
+WARM_SQRT = S.warmup(S.constant(0.1), 10, start_lr=0.02, mode="1-sqrt")
+TIMM_COS = S.timm_cosine(0.1, 20, lr_min=0.001, cycle_mul=2.0, cycle_decay=0.5, cycle_limit=3)
+TIMM_TANH = S.timm_tanh(0.1, 50, lr_min=0.001)
+TIMM_POLY = S.timm_poly(0.1, 50, power=2.0, lr_min=0.001, cycle_limit=2, cycle_decay=0.5)
 
 GOLDEN = [
     # -- ExponentialDecay: lr * rate ** (t / decay_steps), floored when staircase
@@ -244,6 +252,46 @@ GOLDEN = [
     ("in_epochs", EPOCHS, 112, 0.1),
     ("in_epochs", EPOCHS, 112.5, 0.05),
     ("in_epochs", EPOCHS, 113, 0.05),
+    # -- cosine wave (HF's cosine with num_cycles): lr * (0.5 * (1 + cos(2 pi c t / D)) * (1 - alpha) + alpha)
+    ("cosine_wave", WAVE, 50, 0.1 * (0.5 * (1 + cos(pi / 2)) * 0.9 + 0.1)),
+    ("cosine_wave", WAVE, 100, 0.1 * 0.1),
+    ("cosine_wave", WAVE, 150, 0.1 * (0.5 * (1 + cos(1.5 * pi)) * 0.9 + 0.1)),  # rises again past D
+    ("cosine_wave", WAVE, 200, 0.1),
+    ("cosine_wave3", WAVE3, 100, 0.0),  # 1.5 waves over 300 steps: period 200
+    ("cosine_wave3", WAVE3, 199, 0.1 * 0.5 * (1 + cos(pi * 199 / 100))),
+    ("cosine_wave3", WAVE3, 200, 0.1),
+    ("cosine_wave3", WAVE3, 300, 0.0),
+    # -- shift: step(1.0, 10, 0.5)(t + 3): the decay at local step 10 shows at step 7
+    ("shift", SHIFT, 6, 1.0),
+    ("shift", SHIFT, 7, 0.5),
+    ("shift", SHIFT, 17, 0.25),
+    # -- 1-sqrt warmup: start + (peak - start) * (1 - sqrt(1 - t / steps))
+    ("warmup_1sqrt", WARM_SQRT, 0, 0.02),
+    ("warmup_1sqrt", WARM_SQRT, 5, 0.02 + 0.08 * (1 - sqrt(0.5))),
+    ("warmup_1sqrt", WARM_SQRT, 9, 0.02 + 0.08 * (1 - sqrt(0.1))),
+    ("warmup_1sqrt", WARM_SQRT, 10, 0.1),
+    # -- timm cosine: cycles [0, 20), [20, 60), [60, 140) peaking at 0.1, 0.05, 0.025; then lr_min
+    # lr_min + 0.5 * (lr_max - lr_min) * (1 + cos(pi * t_curr / t_i))
+    ("timm_cosine", TIMM_COS, 0, 0.1),
+    ("timm_cosine", TIMM_COS, 10, 0.001 + 0.5 * 0.099 * (1 + cos(pi / 2))),
+    ("timm_cosine", TIMM_COS, 19, 0.001 + 0.5 * 0.099 * (1 + cos(pi * 19 / 20))),
+    ("timm_cosine", TIMM_COS, 20, 0.05),
+    ("timm_cosine", TIMM_COS, 40, 0.001 + 0.5 * 0.049 * (1 + cos(pi / 2))),
+    ("timm_cosine", TIMM_COS, 60, 0.025),
+    ("timm_cosine", TIMM_COS, 139, 0.001 + 0.5 * 0.024 * (1 + cos(pi * 79 / 80))),
+    ("timm_cosine", TIMM_COS, 140, 0.001),  # cycle_limit = 3: held
+    ("timm_cosine", TIMM_COS, 5000, 0.001),
+    # -- timm tanh (lb = -7, ub = 3): lr_min + 0.5 * (lr - lr_min) * (1 - tanh(lb * (1 - r) + ub * r)), r = t / 50
+    ("timm_tanh", TIMM_TANH, 0, 0.001 + 0.5 * 0.099 * (1 - math.tanh(-7))),
+    ("timm_tanh", TIMM_TANH, 25, 0.001 + 0.5 * 0.099 * (1 - math.tanh(-2))),
+    ("timm_tanh", TIMM_TANH, 49, 0.001 + 0.5 * 0.099 * (1 - math.tanh(-7 * 0.02 + 3 * 0.98))),
+    ("timm_tanh", TIMM_TANH, 50, 0.001),
+    # -- timm poly: lr_min + (lr_max - lr_min) * (1 - t_curr / t_i) ** power, two cycles of 50
+    ("timm_poly", TIMM_POLY, 25, 0.001 + 0.099 * 0.25),
+    ("timm_poly", TIMM_POLY, 49, 0.001 + 0.099 * (1 / 50) ** 2),
+    ("timm_poly", TIMM_POLY, 50, 0.05),
+    ("timm_poly", TIMM_POLY, 75, 0.001 + 0.049 * 0.25),
+    ("timm_poly", TIMM_POLY, 100, 0.001),
 ]
 
 

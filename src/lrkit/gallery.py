@@ -29,6 +29,10 @@ EXAMPLE_SPECS: dict[str, str] = {
     "sgdr": "sgdr(lr=0.1, first_cycle_steps=100, t_mul=2, m_mul=0.7)",
     "slanted_triangular": "slanted_triangular(max_lr=0.1, total_steps=1000)",
     "inverse_sqrt": "inverse_sqrt(lr=0.1, warmup_steps=100)",
+    "cosine_wave (HF num_cycles)": "cosine_wave(lr=0.1, decay_steps=1000, cycles=1.5, alpha=0.05)",
+    "timm_cosine (k_decay, cycles)": "timm_cosine(lr=0.1, t_initial=300, lr_min=0.005, cycle_decay=0.6, cycle_limit=3, "
+                                     "k_decay=2.0)",
+    "timm_tanh": "timm_tanh(lr=0.1, t_initial=1000, lr_min=0.001)",
     "wsd (1-sqrt)": "wsd(lr=0.1, warmup_steps=100, stable_steps=600, decay_steps=300, decay='1-sqrt')",
     "warmup + cosine": "warmup(cosine(lr=0.1, decay_steps=900), steps=100)",
     "join + clip": "clip(join([constant(lr=0.1), exponential(lr=0.1, decay_steps=100, decay_rate=0.5)], "

@@ -4,7 +4,9 @@ Every schedule is a frozen dataclass: ``sched(step) -> lr`` for a scalar step (a
 numpy array of steps (an array), validated at construction, serialisable with
 ``to_dict``/``from_dict`` and as a textual spec (``to_spec``/`parse`). The lower-case names
 are the public constructors; their parameters follow the framework that made each formula
-known (PyTorch, TensorFlow/Keras, the original papers).
+known (PyTorch, TensorFlow/Keras, timm, the original papers). `from_hf` and `from_timm` build,
+by name, the schedules of ``transformers.get_scheduler`` and ``timm``'s
+``create_scheduler_v2`` as compositions of these (docs/schedules-by-name.md).
 """
 
 from lrkit.schedules.base import Schedule, registered_names
@@ -14,10 +16,11 @@ from lrkit.schedules.combinators import (
     InEpochs,
     Join,
     Scale,
+    Shift,
     Warmup,
     register_function,
 )
-from lrkit.schedules.cosine import SGDR, Cosine, LinearCosine, NoisyLinearCosine
+from lrkit.schedules.cosine import SGDR, Cosine, CosineWave, LinearCosine, NoisyLinearCosine
 from lrkit.schedules.cyclic import (
     ExpRange,
     OneCycle,
@@ -36,9 +39,11 @@ from lrkit.schedules.decay import (
     Polynomial,
     StepDecay,
 )
+from lrkit.schedules.hf import HF_SCHEDULES, from_hf
 from lrkit.schedules.shape import schedule_kind
 from lrkit.schedules.spec import parse
 from lrkit.schedules.templates import TEMPLATE_FIELDS, fill_template, template_fields
+from lrkit.schedules.timm import TIMM_SCHEDULES, TimmCosine, TimmPoly, TimmTanh, from_timm, timm_warmup
 from lrkit.schedules.transformer import WSD, InverseSqrt
 
 from_dict = Schedule.from_dict
@@ -52,6 +57,7 @@ natural_exp = NaturalExp
 inverse_time = InverseTime
 polynomial = Polynomial
 cosine = Cosine
+cosine_wave = CosineWave
 linear_cosine = LinearCosine
 noisy_linear_cosine = NoisyLinearCosine
 sgdr = SGDR
@@ -63,25 +69,34 @@ one_cycle_momentum = OneCycleMomentum
 slanted_triangular = SlantedTriangular
 inverse_sqrt = InverseSqrt
 wsd = WSD
+timm_cosine = TimmCosine
+timm_tanh = TimmTanh
+timm_poly = TimmPoly
 warmup = Warmup
 join = Join
 scale = Scale
+shift = Shift
 clip = Clip
 in_epochs = InEpochs
 from_function = FromFunction
 lambda_ = FromFunction
 
 __all__ = [
+    "HF_SCHEDULES",
     "TEMPLATE_FIELDS",
+    "TIMM_SCHEDULES",
     "Schedule",
     "clip",
     "constant",
     "cosine",
+    "cosine_wave",
     "exp_range",
     "exponential",
     "fill_template",
     "from_dict",
     "from_function",
+    "from_hf",
+    "from_timm",
     "in_epochs",
     "inverse_sqrt",
     "inverse_time",
@@ -101,9 +116,14 @@ __all__ = [
     "scale",
     "schedule_kind",
     "sgdr",
+    "shift",
     "slanted_triangular",
     "step",
     "template_fields",
+    "timm_cosine",
+    "timm_poly",
+    "timm_tanh",
+    "timm_warmup",
     "triangular",
     "triangular2",
     "warmup",

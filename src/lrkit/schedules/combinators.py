@@ -1,4 +1,4 @@
-"""Schedules built from schedules: warmup, join, scale, clip, epoch units and user functions.
+"""Schedules built from schedules: warmup, join, shift, scale, clip, epoch units and user functions.
 
 Children see local time: a schedule joined at boundary ``b`` is evaluated at ``t - b``
 (optax ``join_schedules``), and the schedule after a warmup starts at its own step 0.
@@ -26,7 +26,9 @@ class Warmup(Schedule):
 
     With ``f = t / steps`` and ``peak = schedule(0)``, for ``t < steps``:
     linear ``start + (peak - start) * f``; exponential ``start * (peak / start) ** f``;
-    cosine ``start + (peak - start) * 0.5 * (1 - cos(pi * f))``. For ``t >= steps``:
+    cosine ``start + (peak - start) * 0.5 * (1 - cos(pi * f))``; "1-sqrt"
+    ``start + (peak - start) * (1 - sqrt(1 - f))`` (``transformers.get_wsd_schedule``'s
+    ``warmup_type="1-sqrt"``: steep first, flat at the end). For ``t >= steps``:
     ``schedule(t - steps)``.
     """
 
@@ -39,7 +41,7 @@ class Warmup(Schedule):
         schedule_arg("warmup", "schedule", self.schedule)
         non_negative("warmup", "steps", self.steps)
         non_negative("warmup", "start_lr", self.start_lr)
-        choice("warmup", "mode", self.mode, ("linear", "exponential", "cosine"))
+        choice("warmup", "mode", self.mode, ("linear", "exponential", "cosine", "1-sqrt"))
         if self.mode == "exponential" and self.start_lr == 0:
             raise fail("warmup", "start_lr", "> 0 for mode='exponential'", self.start_lr)
 
@@ -53,6 +55,8 @@ class Warmup(Schedule):
             return start + (peak - start) * fraction
         if self.mode == "exponential":
             return start * (peak / start) ** fraction
+        if self.mode == "1-sqrt":
+            return start + (peak - start) * (1.0 - np.sqrt(1.0 - fraction))
         return start + (peak - start) * 0.5 * (1.0 - np.cos(np.pi * fraction))
 
     def _lr(self, t: np.ndarray) -> np.ndarray:
@@ -98,6 +102,34 @@ class Join(Schedule):
         for boundary, child in zip(self.boundaries, self.schedules[1:]):
             out = np.where(t < boundary, out, child._lr(np.maximum(t - boundary, 0.0)))
         return out
+
+
+@register("shift")
+@dataclass(frozen=True)
+class Shift(Schedule):
+    """Start `schedule` `offset` steps in: ``lr_t = schedule(t + offset)`` (``offset >= 0``).
+
+    A time shift, for references that count from another origin: ``transformers``' inverse
+    square root ``lr * sqrt(timescale / (t + timescale))`` is
+    ``shift(inverse_sqrt(lr, timescale), timescale - 1)``; timm's multistep decays one update
+    before torch's, ``shift(multistep(...), 1)``; and ``join([ramp, shift(schedule, w)], [w])``
+    is a ramp that replaces the first `w` steps of a schedule which keeps its own time (timm's
+    default warmup, ``warmup_prefix=False``), where `warmup` would delay the schedule by `w`.
+    """
+
+    schedule: Schedule
+    offset: float
+
+    def __post_init__(self) -> None:
+        schedule_arg("shift", "schedule", self.schedule)
+        non_negative("shift", "offset", self.offset)
+
+    @property
+    def cacheable(self) -> bool:
+        return self.schedule.cacheable
+
+    def _lr(self, t: np.ndarray) -> np.ndarray:
+        return self.schedule._lr(t + self.offset)
 
 
 @register("scale")

@@ -1,4 +1,4 @@
-"""Cosine family: cosine decay, linear-cosine, noisy-linear-cosine and SGDR restarts."""
+"""Cosine family: cosine decay, the cosine wave, linear-cosine, noisy-linear-cosine and SGDR restarts."""
 
 from __future__ import annotations
 
@@ -40,6 +40,38 @@ class Cosine(Schedule):
     def _lr(self, t: np.ndarray) -> np.ndarray:
         decayed = _half_cosine(np.minimum(t, self.decay_steps) / self.decay_steps)
         return self.lr * ((1.0 - self.alpha) * decayed + self.alpha)
+
+
+@register("cosine_wave")
+@dataclass(frozen=True)
+class CosineWave(Schedule):
+    """A cosine that does not stop: `cycles` waves over `decay_steps`, and on after them
+    (``transformers.get_cosine_schedule_with_warmup`` after its warmup, with ``num_cycles``;
+    ``get_cosine_with_min_lr_schedule_with_warmup`` with ``alpha = min_lr_rate``).
+
+    ``lr_t = lr * (0.5 * (1 + cos(pi * cycles * 2 * t / decay_steps)) * (1 - alpha) + alpha)``
+    for every ``t >= 0``.
+
+    With ``cycles=0.5`` it is `cosine` up to ``decay_steps`` and then rises again, back to `lr`
+    at ``2 * decay_steps`` (the closed form of ``torch.optim.lr_scheduler.CosineAnnealingLR``
+    with ``T_max=decay_steps``, ``eta_min=alpha*lr``), where `cosine` stays at ``alpha * lr``.
+    """
+
+    lr: float
+    decay_steps: float
+    cycles: float = 0.5
+    alpha: float = 0.0
+
+    def __post_init__(self) -> None:
+        non_negative("cosine_wave", "lr", self.lr)
+        positive("cosine_wave", "decay_steps", self.decay_steps)
+        non_negative("cosine_wave", "cycles", self.cycles)
+        in_range("cosine_wave", "alpha", self.alpha, 0.0, 1.0)
+
+    def _lr(self, t: np.ndarray) -> np.ndarray:
+        # the order of the operations is transformers', so its values are matched to the last bits
+        wave = 0.5 * (1.0 + np.cos(np.pi * self.cycles * 2.0 * (t / self.decay_steps)))
+        return self.lr * (wave * (1.0 - self.alpha) + self.alpha)
 
 
 def _linear_cosine_factor(t: np.ndarray, decay_steps: float, num_periods: float, alpha: float,
