@@ -22,7 +22,7 @@ from torch.optim import SGD, Adagrad, Adam
 from torch.optim.lr_scheduler import ChainedScheduler, ExponentialLR, LRScheduler, SequentialLR
 
 import lrkit.schedules as S
-from lrkit.torch import ScheduledLR
+from lrkit.torch import PlateauFactor, ScheduledLR
 
 # Most tests drive the scheduler without an optimizer step; torch's order warning is tested below.
 pytestmark = pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)` before:UserWarning")
@@ -142,6 +142,12 @@ def test_explicit_step_refuses_non_integers(bad):
         scheduler.step(bad)
 
 
+def test_a_metric_passed_to_step_is_refused_with_the_way_to_report_it():
+    scheduler = ScheduledLR(_optimizer(), S.constant(0.1), plateau=PlateauFactor())
+    with pytest.raises(ValueError, match=r"update number.*report\(metric\).*lrkit.lightning.ReportMetric"):
+        scheduler.step(torch.tensor(0.73))  # what Lightning's 'monitor' would pass
+
+
 @pytest.mark.parametrize("kind", ["sgd", "adam"])
 def test_momentum_sets_momentum_or_beta1(kind):
     cycle = S.one_cycle(0.1, 200)
@@ -197,7 +203,7 @@ def test_constructor_validation(make):
 
 
 @pytest.mark.parametrize("state", [{}, {"step": 3}, {"scales": [1.0, 0.25, 3.0]},
-                                   {"step": 3, "scales": [1.0]}, {"step": -1, "scales": [1.0, 0.25, 3.0]},
+                                   {"step": 3, "scales": [1.0]}, {"step": -2, "scales": [1.0, 0.25, 3.0]},
                                    {"step": 2.5, "scales": [1.0, 0.25, 3.0]},
                                    {"step": True, "scales": [1.0, 0.25, 3.0]},
                                    {"step": 3, "scales": ["a", 1, 2]}, {"step": 3, "scales": None},

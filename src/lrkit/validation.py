@@ -65,9 +65,10 @@ def _is_integer(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, np.integer))
 
 
-def integer(owner: str, name: str, value: Any, *, minimum: int) -> int:
+def integer(owner: str, name: str, value: Any, *, minimum: int, allowed: str = "") -> int:
+    """An integer >= minimum; `allowed` replaces the message's "an integer >= minimum" with what the value means."""
     if not _is_integer(value) or value < minimum:
-        raise fail(owner, name, f"an integer >= {minimum}", value)
+        raise fail(owner, name, allowed or f"an integer >= {minimum}", value)
     real(owner, name, value)  # within the float range: it takes part in float arithmetic
     return int(value)
 

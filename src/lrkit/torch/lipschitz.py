@@ -396,7 +396,11 @@ class LipschitzLR(LRScheduler):
                 "stats": self._stats.as_floats()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Continue the saved run: same EMAs, same LRs, same partial-epoch maxima."""
+        """Continue the saved run: same EMAs, same LRs, same partial-epoch maxima.
+
+        Epoch −1 is a scheduler not started yet (a later member of a ``SequentialLR``): the
+        optimizer's LRs, which belong to the running member, are left alone.
+        """
         owner = "LipschitzLR.load_state_dict"
         try:
             lrs = [float(lr) for lr in state_dict["lrs"]]
@@ -413,8 +417,9 @@ class LipschitzLR(LRScheduler):
         self.last_lipschitz = None if last is None else float(last)
         self._stats = stats
         self._lrs = lrs
-        write_lrs(self.optimizer, self.get_lr())
-        self._last_lr = current_lrs(self.optimizer)
+        if epoch >= 0:
+            write_lrs(self.optimizer, self.get_lr())
+            self._last_lr = current_lrs(self.optimizer)
 
 
 def _infer_variant(optimizer: Optimizer) -> str:

@@ -60,15 +60,18 @@ class ScheduledLR(LRScheduler):
     deprecated epoch path.
 
     Inside torch's composers: ``SequentialLR`` restarts it at its milestone, so it runs in local
-    time, ``schedule(k − milestone)`` (as `lrkit.schedules.join`). ``ChainedScheduler`` steps its
-    members in turn and this one overwrites the LRs with its closed form: members before it have
-    no effect, and a multiplicative one after it (e.g. ``ExponentialLR(γ)``) multiplies only the
-    current value, giving ``scale_g·schedule(k)·γ`` from step 1 on, not ``·γᵏ``. Compose schedules
-    with `lrkit.schedules` (``join``, ``warmup``, ``scale``, ``clip``) instead.
+    time, ``schedule(k − milestone)`` (as `lrkit.schedules.join`); a member it has not started yet
+    saves ``"step": -1`` and loading that leaves the optimizer's LRs alone, so a ``SequentialLR``
+    resumes identically at any step. ``ChainedScheduler`` steps its members in turn and this one
+    overwrites the LRs with its closed form: members before it have no effect, and a multiplicative
+    one after it (e.g. ``ExponentialLR(γ)``) multiplies only the current value, giving
+    ``scale_g·schedule(k)·γ`` from step 1 on, not ``·γᵏ`` (and `load_state_dict` sets
+    ``scale_g·schedule(k)``, without the ``·γ``, until the next step). Compose schedules with
+    `lrkit.schedules` (``join``, ``warmup``, ``scale``, ``clip``) instead.
 
     `momentum`, a schedule, sets SGD's ``momentum`` or Adam-style ``betas[0]`` the same way
-    (e.g. ``one_cycle(...).momentum_schedule()``); it follows `step`, `report` and
-    `load_state_dict` (``SequentialLR``'s restart at a milestone sets the LRs only). `plateau`, a
+    (e.g. ``one_cycle(...).momentum_schedule()``); it follows `step`, `report`, `load_state_dict`
+    and ``SequentialLR``'s restart at a milestone. `plateau`, a
     `lrkit.torch.PlateauFactor`, multiplies the scheduled LRs through ``plateau.adjust_lrs(lrs)``;
     `report(metric)` feeds it a validation metric and applies a cut at once. Its state is saved
     under ``"plateau"`` in `state_dict`.
@@ -103,9 +106,16 @@ class ScheduledLR(LRScheduler):
     def step(self, epoch: int | None = None) -> None:
         """Advance one update, or jump to update `epoch` when given (timm-style explicit step)."""
         if epoch is not None:
-            integer("ScheduledLR.step", "epoch", epoch, minimum=0)
+            integer("ScheduledLR.step", "epoch", epoch, minimum=0,
+                    allowed="an update number, an integer >= 0 (a metric goes to report(metric); in Lightning "
+                    "use the callback lrkit.lightning.ReportMetric, not 'monitor')")
             self.last_epoch = int(epoch) - 1  # torch's step() adds the 1
         super().step()
+        self._set_momentum()  # torch versions whose step() does not go through _update_lr
+
+    def _update_lr(self, epoch: int | None = None) -> None:
+        """Torch's LR update (``step`` calls it, ``SequentialLR`` calls it alone at a milestone), then the momentum."""
+        super()._update_lr(epoch)
         self._set_momentum()
 
     def report(self, metric: float) -> bool:
@@ -146,12 +156,16 @@ class ScheduledLR(LRScheduler):
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Resume at the saved step; the optimizer's LRs are set for that step at once."""
+        """Resume at the saved step; the optimizer's LRs are set for that step at once.
+
+        Step −1 is a scheduler not started yet (a later member of a ``SequentialLR``): it is
+        restored as such and the optimizer's LRs, which belong to the running member, are left alone.
+        """
         owner = "ScheduledLR.load_state_dict"
         instance(owner, "state_dict", state_dict, dict, "a dict saved by state_dict()")
         if "step" not in state_dict or "scales" not in state_dict:
             raise fail(owner, "state_dict", "a dict with the keys 'step' and 'scales'", state_dict)
-        step, saved = integer(owner, "step", state_dict["step"], minimum=0), state_dict["scales"]
+        step, saved = integer(owner, "step", state_dict["step"], minimum=-1), state_dict["scales"]
         instance(owner, "scales", saved, (list, tuple), "a list of numbers > 0")
         groups = len(self.optimizer.param_groups)
         if len(saved) != groups:
@@ -164,4 +178,5 @@ class ScheduledLR(LRScheduler):
             self.plateau.load_state_dict(state_dict["plateau"])
         self.scales = scales
         self.last_epoch = int(step)
-        self._refresh()
+        if self.last_epoch >= 0:
+            self._refresh()
