@@ -33,7 +33,8 @@ from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.scheduler import AcceleratedScheduler
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import GradientAccumulationPlugin
-from accelerate.utils.launch import PrepareForLaunch
+
+from two_processes import run_on_two_processes
 
 SCHEDULE = S.warmup(S.cosine(0.1, 40), 5, start_lr=0.01)
 GROUP_LRS = [0.1, 0.02]
@@ -190,15 +191,9 @@ def _two_process_worker(out_dir: str) -> None:
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
 def test_two_processes_step_the_prepared_scheduler_twice_per_update(tmp_path, monkeypatch):
-    """Measured on 2 gloo processes (accelerate's debug_launcher set-up, its variables set by monkeypatch):
+    """Measured on 2 gloo processes (tests/two_processes.py):
     a prepared scheduler makes 2 schedule steps per optimizer update (1 with split_batches), the recipe 1."""
-    for name, value in {"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500",
-                        "ACCELERATE_MIXED_PRECISION": "no", "ACCELERATE_USE_CPU": "yes", "GLOO_SOCKET_IFNAME": "lo",
-                        "ACCELERATE_DEBUG_RDV_FILE": str(tmp_path / "rendezvous")}.items():
-        monkeypatch.setenv(name, value)
-    torch.multiprocessing.start_processes(PrepareForLaunch(_two_process_worker, debug=True), args=(str(tmp_path),),
-                                          nprocs=2, start_method="fork")
-    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
+    ranks = run_on_two_processes(_two_process_worker, tmp_path, monkeypatch)
     assert ranks[0] == ranks[1]  # both processes set the same LRs
     run = ranks[0]
     assert {result["processes"] for result in run.values() if "processes" in result} == {2}

@@ -24,8 +24,9 @@ from lrkit.torch import PlateauFactor, ReduceLROnPlateau, ScheduledLR
 
 pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
-from accelerate.utils.launch import PrepareForLaunch
 from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from two_processes import run_on_two_processes
 
 # No reporting integration, CPU only, no progress bar; transformers' own logger at error level.
 BASE_ARGS = dict(report_to=[], use_cpu=True, disable_tqdm=True, log_level="error", seed=0,
@@ -190,15 +191,9 @@ def _two_process_worker(out_dir: str) -> None:
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
 def test_two_processes_one_schedule_step_per_update(tmp_path, monkeypatch):
-    """2 gloo processes (accelerate's debug_launcher set-up, its variables set by monkeypatch): the Trainer
+    """2 gloo processes (tests/two_processes.py): the Trainer
     does not prepare the scheduler, so it steps once per update, not once per process."""
-    for name, value in {"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500",
-                        "ACCELERATE_MIXED_PRECISION": "no", "ACCELERATE_USE_CPU": "yes", "GLOO_SOCKET_IFNAME": "lo",
-                        "ACCELERATE_DEBUG_RDV_FILE": str(tmp_path / "rendezvous")}.items():
-        monkeypatch.setenv(name, value)
-    torch.multiprocessing.start_processes(PrepareForLaunch(_two_process_worker, debug=True), args=(str(tmp_path),),
-                                          nprocs=2, start_method="fork")
-    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
+    ranks = run_on_two_processes(_two_process_worker, tmp_path, monkeypatch)
     assert ranks[0] == ranks[1] == {"lrs": [[s * SCHEDULE(k) for s in SCALES] for k in range(6)], "step": 6,
                                     "processes": 2, "scheduler": "ScheduledLR"}
 
