@@ -109,30 +109,43 @@ def torch_lr_finder_suggestions(task: Task, optimizer: str, seed: int) -> dict[s
 
 
 # -- training at a fixed LR -------------------------------------------------------------------
-def train_accuracy(task: Task, optimizer: str, seed: int, lr: float, cosine: bool) -> float:
-    """Validation accuracy after `task.epochs` epochs at `lr` (constant, or cosine-decayed to 0)."""
+def train_outputs(task: Task, optimizer: str, seed: int, lr: float, cosine: bool, epochs: int,
+                  fraction: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The validation outputs and targets after ``max(1, round(fraction * epochs * batches per epoch))``
+    updates at `lr`, constant or cosine-decayed to 0 over those updates; each epoch's batch order drawn
+    from a generator seeded with `seed`. One loop for the finder benchmarks (bench_finder_check.py and
+    bench_heldout.py train with it too)."""
     torch.manual_seed(seed)
     model = task.build_model()
     data = task.load_data(seed)
     x, y = data.train.tensors
     vx, vy = data.val.tensors
     opt = make_optimizer(optimizer, model.parameters(), lr=lr)
-    steps_per_epoch = math.ceil(len(x) / task.batch_size)
-    scheduler = ScheduledLR(opt, S.cosine(lr, task.epochs * steps_per_epoch)) if cosine else None
+    steps = max(1, round(fraction * (epochs * math.ceil(len(x) / task.batch_size))))
+    scheduler = ScheduledLR(opt, S.cosine(lr, steps)) if cosine else None
     criterion = task.criterion()
     generator = torch.Generator().manual_seed(seed)
     model.train()
-    for _ in range(task.epochs):
+    done = 0
+    while done < steps:
         for batch in torch.randperm(len(x), generator=generator).split(task.batch_size):
+            if done == steps:
+                break
             opt.zero_grad(set_to_none=True)
             criterion(model(x[batch]), y[batch]).backward()
             opt.step()
             if scheduler is not None:
                 scheduler.step()
+            done += 1
     model.eval()
     with torch.no_grad():
-        outputs = model(vx)
-    return 0.0 if not torch.isfinite(outputs).all() else accuracy(outputs, vy)
+        return model(vx), vy
+
+
+def train_accuracy(task: Task, optimizer: str, seed: int, lr: float, cosine: bool) -> float:
+    """Validation accuracy after `task.epochs` epochs at `lr` (constant, or cosine-decayed to 0)."""
+    outputs, targets = train_outputs(task, optimizer, seed, lr, cosine, task.epochs)
+    return 0.0 if not torch.isfinite(outputs).all() else accuracy(outputs, targets)
 
 
 # -- wall time ----------------------------------------------------------------------------

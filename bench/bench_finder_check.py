@@ -50,10 +50,10 @@ import sklearn.datasets
 import torch
 from torch import nn
 
+from bench_finder import fresh, train_outputs  # the same fresh model and training loop as the finder benchmark
 from lrkit.tasks import Task, accuracy, get_task
 from lrkit.tasks.digits import standardised_split
 from lrkit.torch import find_lr
-from lrkit.torch.optimizers import make_optimizer
 
 GRID = np.logspace(-3, 0, 13)
 EPOCHS = 4
@@ -84,32 +84,10 @@ def tasks() -> list[Task]:
             sklearn_task("wine-mlp4", "load_wine", 64, 4, 4), get_task("digits-mlp"), mnist1d_task("mnist1d-mlp2", 3)]
 
 
-def fresh(task: Task, optimizer: str, seed: int):
-    torch.manual_seed(seed)
-    model = task.build_model()
-    train, _ = task.loaders(seed)
-    return model, make_optimizer(optimizer, model.parameters(), lr=1e-7), train
-
-
 def train_accuracy(task: Task, optimizer: str, seed: int, lr: float) -> float:
     """Validation accuracy after EPOCHS epochs at a constant `lr` (0 if the outputs are not finite)."""
-    torch.manual_seed(seed)
-    model = task.build_model()
-    data = task.load_data(seed)
-    x, y = data.train.tensors
-    vx, vy = data.val.tensors
-    opt = make_optimizer(optimizer, model.parameters(), lr=lr)
-    criterion = task.criterion()
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(EPOCHS):
-        for batch in torch.randperm(len(x), generator=generator).split(task.batch_size):
-            opt.zero_grad(set_to_none=True)
-            criterion(model(x[batch]), y[batch]).backward()
-            opt.step()
-    model.eval()
-    with torch.no_grad():
-        outputs = model(vx)
-    return 0.0 if not torch.isfinite(outputs).all() else accuracy(outputs, vy)
+    outputs, targets = train_outputs(task, optimizer, seed, lr, cosine=False, epochs=EPOCHS)
+    return 0.0 if not torch.isfinite(outputs).all() else accuracy(outputs, targets)
 
 
 def sharpness(task: Task, optimizer: str, seed: int, iterations: int = 20) -> float:

@@ -54,13 +54,11 @@ import numpy as np
 import torch
 from torch import nn
 
-import lrkit.schedules as S
 from lrkit.experiments.tune_on_task import tune_lr_on_task
 from lrkit.suggest import HEURISTICS, SCHEDULE_RULES
 from lrkit.tasks import Task, get_task
 from lrkit.tasks.registry import TaskData
-from lrkit.torch import ScheduledLR, find_lr
-from lrkit.torch.optimizers import make_optimizer
+from lrkit.torch import find_lr
 
 warnings.filterwarnings("ignore")
 logging.getLogger("lrkit").setLevel(logging.ERROR)
@@ -68,7 +66,7 @@ import torch_lr_finder.lr_finder as tlf  # noqa: E402  (bench-only dependency)
 
 tlf.tqdm = lambda iterable, *args, **kwargs: iterable  # progress bars off
 
-from bench_finder import fresh  # noqa: E402  (the same fresh model, optimizer and loader)
+from bench_finder import fresh, train_outputs  # noqa: E402  (the same fresh model and loader, the same training loop)
 from bench_finder import wall_times as finder_wall_times  # noqa: E402  (interleaved, best of n, check off)
 
 OPTIMIZERS = ("sgd", "adam")
@@ -141,34 +139,10 @@ def run_steps(task: Task) -> int:
 def train_metric(task: Task, optimizer: str, seed: int, lr: float, schedule: str, fraction: float = 1.0) -> float:
     """The validation metric after `fraction` of the run at `lr` (constant, or cosine to 0 over the steps
     trained); nan when the outputs are not finite (diverged)."""
-    torch.manual_seed(seed)
-    model = task.build_model()
-    data = task.load_data(seed)
-    x, y = data.train.tensors
-    vx, vy = data.val.tensors
-    opt = make_optimizer(optimizer, model.parameters(), lr=lr)
-    steps = max(1, round(fraction * run_steps(task)))
-    scheduler = ScheduledLR(opt, S.cosine(lr, steps)) if schedule == "cosine" else None
-    criterion = task.criterion()
-    generator = torch.Generator().manual_seed(seed)
-    model.train()
-    done = 0
-    while done < steps:
-        for batch in torch.randperm(len(x), generator=generator).split(task.batch_size):
-            if done == steps:
-                break
-            opt.zero_grad(set_to_none=True)
-            criterion(model(x[batch]), y[batch]).backward()
-            opt.step()
-            if scheduler is not None:
-                scheduler.step()
-            done += 1
-    model.eval()
-    with torch.no_grad():
-        outputs = model(vx)
+    outputs, targets = train_outputs(task, optimizer, seed, lr, schedule == "cosine", task.epochs, fraction)
     if not torch.isfinite(outputs).all():
         return math.nan
-    value = float(task.metric(outputs, vy))
+    value = float(task.metric(outputs, targets))
     return value if math.isfinite(value) else math.nan
 
 
