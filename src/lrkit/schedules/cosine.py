@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,6 +162,19 @@ MAX_T_MUL = 1e6
 MIN_CYCLE_STEPS = 1e-6
 
 
+def cycle_index(t: np.ndarray, first: float, mul: float, start: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """The index ``i`` of the cycle each step `t` falls in, for cycles of ``first * mul**i`` steps:
+    ``floor(log1p(t / first * (mul - 1)) / log(mul))`` (``floor(t / first)`` for ``mul = 1``), then
+    moved by one where `start` (the exact step cycle ``i`` starts at, in the caller's arithmetic)
+    disagrees, so rounding in the logarithm never moves a restart by a step (`sgdr`, timm's cycles)."""
+    if mul == 1.0:
+        i = np.floor(t / first)
+    else:
+        i = np.floor(np.log1p(t / first * (mul - 1.0)) / np.log(mul))
+    i = np.where(t < start(i), i - 1, i)
+    return np.where(t >= start(i + 1), i + 1, i)
+
+
 @register("sgdr")
 @dataclass(frozen=True)
 class SGDR(Schedule):
@@ -202,12 +216,7 @@ class SGDR(Schedule):
         return self.first_cycle_steps * (self.t_mul**i - 1.0) / (self.t_mul - 1.0)
 
     def _lr(self, t: np.ndarray) -> np.ndarray:
-        if self.t_mul == 1.0:
-            i = np.floor(t / self.first_cycle_steps)
-        else:
-            i = np.floor(np.log1p(t / self.first_cycle_steps * (self.t_mul - 1.0)) / np.log(self.t_mul))
-        i = np.where(t < self._cycle_start(i), i - 1, i)
-        i = np.where(t >= self._cycle_start(i + 1), i + 1, i)
+        i = cycle_index(t, self.first_cycle_steps, self.t_mul, self._cycle_start)
         length = self.first_cycle_steps * self.t_mul**i
         fraction = (t - self._cycle_start(i)) / length
         decayed = self.m_mul**i * _half_cosine(fraction)

@@ -24,7 +24,7 @@ import numpy as np
 
 from lrkit.schedules.base import Schedule, register
 from lrkit.schedules.combinators import Join, Shift, Warmup
-from lrkit.schedules.cosine import MAX_T_MUL, MIN_CYCLE_STEPS
+from lrkit.schedules.cosine import MAX_T_MUL, MIN_CYCLE_STEPS, cycle_index
 from lrkit.schedules.decay import Constant, MultiStepDecay, StepDecay
 from lrkit.validation import choice, fail, flag, in_range, integer, non_negative, positive, real_sequence
 
@@ -71,12 +71,7 @@ class _Cycles(Schedule):
 
     def _lr(self, t: np.ndarray) -> np.ndarray:
         mul = self.cycle_mul
-        if mul == 1.0:
-            i = np.floor(t / self.t_initial)
-        else:
-            i = np.floor(np.log1p(t / self.t_initial * (mul - 1.0)) / np.log(mul))
-        i = np.where(t < self._start(i), i - 1, i)
-        i = np.where(t >= self._start(i + 1), i + 1, i)
+        i = cycle_index(t, self.t_initial, mul, self._start)
         held = i >= self.cycle_limit
         i = np.minimum(i, self.cycle_limit)  # held steps: any finite cycle, their value is lr_min
         t_i = mul**i * self.t_initial
